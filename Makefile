@@ -1,0 +1,23 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8501
+
+.PHONY: setup demo test lint catalog stop
+
+setup:
+	@bash scripts/bootstrap.sh
+
+demo: setup  ## install, build + start the embedded STAC API, open the dashboard
+	$(PY) -m cropcore catalog serve
+	$(PY) -m streamlit run app.py --server.port $(PORT)
+
+test: setup  ## install, then run the whole test suite (starts its own STAC API)
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+lint: setup
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+stop:
+	$(PY) -m cropcore catalog stop

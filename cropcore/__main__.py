@@ -1,0 +1,7 @@
+"""``python -m cropcore``."""
+
+import sys
+
+from cropcore.cli import main
+
+sys.exit(main())

@@ -1,0 +1,48 @@
+"""Command-line entry point: ``python -m cropcore <command> ...``.
+
+Each sub-command lives in ``cropcore.commands.<name>`` and exposes ``register(subparsers)``, which adds
+its parser and sets ``func(args) -> int``. User errors print one line on stderr and exit 2; ``--verbose``
+shows the details.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import traceback
+
+from cropcore.errors import CropcoreError
+
+COMMANDS = ("catalog", "search")
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the top-level parser with every sub-command registered."""
+    parser = argparse.ArgumentParser(prog="cropcore", description="Crop mapping from Sentinel-2 time series.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show details and tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"cropcore.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except CropcoreError as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"cropcore {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"cropcore {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

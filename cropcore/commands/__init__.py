@@ -1,0 +1,1 @@
+"""Sub-commands of the ``cropcore`` CLI, one module each (see :mod:`cropcore.cli`)."""

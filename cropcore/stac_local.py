@@ -1,0 +1,250 @@
+"""The embedded STAC API: stac-fastapi-pgstac over a project-local PostgreSQL + PostGIS on loopback.
+
+``serve()`` builds the catalog if needed (:mod:`cropcore.stac_build`), initialises a database cluster
+under ``CROPCORE_HOME/pg``, starts PostgreSQL on 127.0.0.1 and a unix socket in ``CROPCORE_HOME/run``,
+migrates pgstac and upserts the collections and items with pypgstac (idempotent), then starts uvicorn
+from the STAC virtual environment (``.venv-stac``, whose pins clash with streamlit's). ``stop()`` ends only
+the processes recorded in its own pid files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from cropcore import settings
+from cropcore.errors import ServiceError
+from cropcore.stac_build import build_catalog
+
+PG_DATABASE = "cropcore_stac"
+PG_USER = "cropcore"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the embedded catalog keeps its files."""
+
+    home: Path
+
+    @property
+    def catalog(self) -> Path:
+        return self.home / "catalog"
+
+    @property
+    def pgdata(self) -> Path:
+        return self.home / "pg" / "data"
+
+    @property
+    def run(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def api_pid(self) -> Path:
+        return self.run / "stac-api.pid"
+
+    @property
+    def api_log(self) -> Path:
+        return self.run / "stac-api.log"
+
+    @property
+    def pg_log(self) -> Path:
+        return self.run / "postgres.log"
+
+
+def layout() -> Layout:
+    """The layout under ``CROPCORE_HOME``."""
+    return Layout(settings.home())
+
+
+def api_url() -> str:
+    """URL of the embedded STAC API."""
+    return f"http://127.0.0.1:{settings.stac_port()}"
+
+
+def pg_port() -> int:
+    """Port of the embedded PostgreSQL (``CROPCORE_PG_PORT``, default: STAC port + 1000)."""
+    return int(os.environ.get("CROPCORE_PG_PORT", settings.stac_port() + 1000))
+
+
+def stac_venv() -> Path:
+    """Virtual environment holding stac-fastapi-pgstac and pypgstac."""
+    return Path(os.environ.get("CROPCORE_STAC_VENV", settings.PROJECT_ROOT / ".venv-stac"))
+
+
+def _pg_bin(tool: str) -> str:
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{tool}"), key=lambda p: int(p.parts[-3]))
+    if found:
+        return str(found[-1])
+    path = shutil.which(tool)
+    if path is None:
+        raise ServiceError(f"PostgreSQL's {tool} was not found: run `make setup` (installs postgresql, postgis)")
+    return path
+
+
+def _as_db_owner(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run its tools as the `postgres` user then."""
+    if os.geteuid() != 0:
+        return cmd
+    return ["runuser", "-u", "postgres", "--", *cmd]
+
+
+def _run(cmd: list[str], *, env: dict | None = None, what: str) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    if proc.returncode != 0:
+        raise ServiceError(f"{what} failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-800:]}")
+    return proc.stdout
+
+
+def _chown_for_db(path: Path) -> None:
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam("postgres")
+        for p in (path, *path.rglob("*")):
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+
+
+def _pg_env() -> dict[str, str]:
+    lay = layout()
+    return {
+        **os.environ,
+        "PGHOST": str(lay.run), "PGPORT": str(pg_port()), "PGUSER": PG_USER,
+        "PGPASSWORD": PG_USER, "PGDATABASE": PG_DATABASE,
+    }
+
+
+def _pg_running(lay: Layout) -> bool:
+    if not (lay.pgdata / "PG_VERSION").exists():
+        return False
+    proc = subprocess.run(_as_db_owner([_pg_bin("pg_ctl"), "status", "-D", str(lay.pgdata)]),
+                          capture_output=True, text=True)
+    return proc.returncode == 0
+
+
+def start_postgres() -> None:
+    """Initialise (once) and start the project-local PostgreSQL cluster."""
+    lay = layout()
+    lay.run.mkdir(parents=True, exist_ok=True)
+    os.chmod(lay.run, 0o777)
+    if not (lay.pgdata / "PG_VERSION").exists():
+        lay.pgdata.mkdir(parents=True, exist_ok=True)
+        _chown_for_db(lay.pgdata.parent)
+        _run(_as_db_owner([_pg_bin("initdb"), "-D", str(lay.pgdata), "-U", PG_USER, "--auth=trust",
+                           "-E", "UTF8", "--locale=C"]), what="initdb")
+    if not _pg_running(lay):
+        opts = f"-h 127.0.0.1 -p {pg_port()} -k {lay.run}"
+        lay.pg_log.touch()
+        _chown_for_db(lay.pg_log)
+        _run(_as_db_owner([_pg_bin("pg_ctl"), "start", "-w", "-t", "30", "-D", str(lay.pgdata),
+                           "-l", str(lay.pg_log), "-o", opts]), what="starting PostgreSQL")
+    env = _pg_env()
+    exists = _run([_pg_bin("psql"), "-d", "postgres", "-tAc",
+                   f"SELECT 1 FROM pg_database WHERE datname='{PG_DATABASE}'"], env=env, what="psql")
+    if not exists.strip():
+        _run([_pg_bin("createdb"), PG_DATABASE], env=env, what="createdb")
+
+
+def load_catalog(force_build: bool = False) -> Path:
+    """Build the catalog if needed, migrate pgstac and upsert collections and items (idempotent)."""
+    lay = layout()
+    stac_dir = build_catalog(lay.catalog, force=force_build)
+    pypgstac = str(stac_venv() / "bin" / "pypgstac")
+    if not Path(pypgstac).exists():
+        raise ServiceError(f"{pypgstac} not found: run `make setup` to create the STAC environment")
+    env = _pg_env()
+    dsn = f"postgresql://{PG_USER}@/{PG_DATABASE}?host={lay.run}&port={pg_port()}"
+    _run([pypgstac, "migrate", "--dsn", dsn], env=env, what="pypgstac migrate")
+    for kind in ("collections", "items"):
+        _run([pypgstac, "load", kind, str(stac_dir / f"{kind}.ndjson"), "--dsn", dsn, "--method", "upsert"],
+             env=env, what=f"pypgstac load {kind}")
+    return stac_dir
+
+
+def _api_pid(lay: Layout) -> int | None:
+    """PID of the API server this module started, if it is still that process."""
+    try:
+        pid = int(lay.api_pid.read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if b"stac_fastapi.pgstac" in cmdline else None
+
+
+def healthy(url: str | None = None, timeout: float = 2.0) -> bool:
+    """True when the STAC API at ``url`` answers its landing page."""
+    try:
+        return requests.get(url or api_url(), timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def serve(*, force_build: bool = False, wait: float = 30.0) -> str:
+    """Start (or reuse) the embedded STAC API and return its URL."""
+    lay = layout()
+    url = api_url()
+    if _api_pid(lay) and healthy(url):
+        return url
+    if healthy(url):
+        raise ServiceError(f"port {settings.stac_port()} already serves something else: "
+                           "set CROPCORE_STAC_PORT to a free port")
+    start_postgres()
+    load_catalog(force_build=force_build)
+    env = {**_pg_env(), "PGHOST": "127.0.0.1", "ENABLE_TRANSACTIONS_EXTENSIONS": "false",
+           "STAC_FASTAPI_TITLE": "cropcore embedded catalog", "STAC_FASTAPI_LANDING_ID": "cropcore",
+           "STAC_FASTAPI_DESCRIPTION": "Real Sentinel-2 sample scenes served on loopback",
+           "STAC_FASTAPI_VERSION": "1.0.0"}
+    cmd = [str(stac_venv() / "bin" / "uvicorn"), "--factory", "stac_fastapi.pgstac.app:create_app",
+           "--host", "127.0.0.1", "--port", str(settings.stac_port()), "--log-level", "warning"]
+    with open(lay.api_log, "ab") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                cwd=lay.run)
+    lay.api_pid.write_text(str(proc.pid))
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServiceError(f"the STAC API exited with {proc.returncode}; see {lay.api_log}")
+        if healthy(url, timeout=0.5):
+            return url
+        time.sleep(0.1)
+    stop()
+    raise ServiceError(f"the STAC API did not answer within {wait:.0f} s; see {lay.api_log}")
+
+
+def stop() -> list[str]:
+    """Stop what :func:`serve` started (and nothing else); returns what was stopped."""
+    lay = layout()
+    stopped = []
+    pid = _api_pid(lay)
+    if pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(50):
+                os.kill(pid, 0)
+                time.sleep(0.1)
+            os.killpg(pid, signal.SIGKILL)
+        stopped.append(f"STAC API (pid {pid})")
+    lay.api_pid.unlink(missing_ok=True)
+    if _pg_running(lay):
+        _run(_as_db_owner([_pg_bin("pg_ctl"), "stop", "-m", "fast", "-D", str(lay.pgdata)]),
+             what="stopping PostgreSQL")
+        stopped.append("PostgreSQL")
+    return stopped
+
+
+def status() -> dict[str, object]:
+    """State of the embedded catalog: built, database running, API pid and health."""
+    lay = layout()
+    return {
+        "url": api_url(),
+        "built": (lay.catalog / "stac" / "BUILD.json").exists(),
+        "postgres": _pg_running(lay),
+        "api_pid": _api_pid(lay),
+        "healthy": healthy(),
+    }
