@@ -57,3 +57,51 @@ SCL_INVALID: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
 #: Reflectance scale of L2A digital numbers, and the BOA offset from processing baseline 04.00 on.
 S2_SCALE = 1e-4
 S2_BOA_OFFSET = 1000
+
+
+@dataclass(frozen=True)
+class CropClass:
+    """One class of a crop legend."""
+
+    name: str
+    color: str  # "#rrggbb"
+    is_crop: bool
+
+
+#: Default crop legend, chosen to fit the WorldCereal samples (France 2023 + East Africa 2017).
+#: Codes are grouped with WorldCereal's LANDCOVER10 and CROPTYPE24 legends (see cropcore.data.worldcereal).
+CROP_LEGEND: tuple[CropClass, ...] = (
+    CropClass("grassland and other non-crop", "#9bd35a", False),
+    CropClass("maize", "#f2c12e", True),
+    CropClass("winter cereals", "#c8a165", True),
+    CropClass("sorghum and millet", "#b04a2f", True),
+    CropClass("oilseeds", "#ffff3c", True),
+    CropClass("other crops", "#8e5bb5", True),
+)
+
+#: CROPTYPE24 names of temporary crops -> index in CROP_LEGEND.
+CROPTYPE24_TO_LEGEND: dict[str, int] = {
+    "grass_fodder_crops": 0,
+    "no_crop": 0,
+    "maize": 1,
+    "wheat": 2,
+    "barley": 2,
+    "triticale": 2,
+    "rye": 2,
+    "oats": 2,
+    "sorghum": 3,
+    "millet": 3,
+    "sunflower": 4,
+    "rapeseed_rape": 4,
+    "soy_soybeans": 4,
+    "other_oilseed": 4,
+    "groundnuts": 4,
+    "dry_pulses_legumes": 5,
+    "fibre_crops": 5,
+    "vegetables": 5,
+    "potatoes": 5,
+    "cassava": 5,
+    "other_root_tuber": 5,
+    "sugarbeet": 5,
+    "rice": 5,
+}

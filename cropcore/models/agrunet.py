@@ -12,7 +12,8 @@ the output is per-pixel logits ``(B, num_classes, H, W)``.
   decoder's temporal axis.
 * Decoder: per level, a transposed 3D convolution (space x2), concatenation with the skip, two 3D
   convolutions, all over the bottleneck's temporal axis; the final map is a masked temporal mean.
-* Deep supervision: 1x1 heads on every decoder level but the last (which has the main head), upsampled to the input size. They are
+* Deep supervision: 1x1 heads on every decoder level but the last (which has the main head),
+  upsampled to the input size. They are
   returned with the main logits when ``deep_supervision`` is on and the module is training, or when
   ``return_aux=True`` is passed.
 
@@ -137,7 +138,7 @@ class AgrUNet(nn.Module):
                 f"Pad the input to {ph}x{pw} (e.g. torch.nn.functional.pad with mode='reflect')."
             )
         if mask is not None and (mask.shape != (x.shape[0], t) or mask.dtype != torch.bool):
-            raise ShapeError(f"mask must be bool of shape {(x.shape[0], t)}, got {mask.dtype} {tuple(mask.shape)}")
+            raise ShapeError(f"mask must be bool {(x.shape[0], t)}, got {mask.dtype} {tuple(mask.shape)}")
 
     def forward(
         self, x: Tensor, mask: Tensor | None = None, *, return_aux: bool | None = None

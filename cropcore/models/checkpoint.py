@@ -45,7 +45,7 @@ def resolve(path_or_name: str | Path) -> Path:
     if shipped.is_file():
         return shipped
     names = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt"))
-    raise CheckpointError(f"no checkpoint at {path_or_name!r}; give a file path or one of: {', '.join(names)}")
+    raise CheckpointError(f"no checkpoint at {path_or_name!r}; give a file or one of: {', '.join(names)}")
 
 
 def load_checkpoint(
@@ -96,7 +96,8 @@ def _validate(meta: dict[str, Any], path: Path) -> None:
     if kw.get("in_channels") != n_bands:
         raise CheckpointError(f"{path}: model takes {kw.get('in_channels')} bands but meta lists {n_bands}")
     if kw.get("num_classes") != len(meta["legend"]):
-        raise CheckpointError(f"{path}: model predicts {kw.get('num_classes')} classes, legend has {len(meta['legend'])}")
+        n_legend = len(meta["legend"])
+        raise CheckpointError(f"{path}: predicts {kw.get('num_classes')} classes, legend has {n_legend}")
     if [c["id"] for c in meta["legend"]] != list(range(len(meta["legend"]))):
         raise CheckpointError(f"{path}: legend ids must be 0..K-1 in order")
     for key in ("mean", "std"):

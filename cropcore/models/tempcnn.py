@@ -56,13 +56,13 @@ class TempCNN(nn.Module):
         """Return logits (B, K) for ``x`` (B, T, C) and an optional bool mask (B, T)."""
         if x.ndim != 3 or x.shape[1:] != (self.seq_len, self.in_channels):
             raise ShapeError(
-                f"TempCNN expects (B, {self.seq_len}, {self.in_channels}), got {tuple(x.shape)}; resample the "
+                f"TempCNN expects (B, {self.seq_len}, {self.in_channels}), got {tuple(x.shape)}; resample "
                 f"series onto the model's {self.seq_len}-step time axis (pad missing steps, mask=False)"
             )
         if mask is None:
             mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
         elif mask.shape != x.shape[:2] or mask.dtype != torch.bool:
-            raise ShapeError(f"mask must be bool of shape {tuple(x.shape[:2])}, got {mask.dtype} {tuple(mask.shape)}")
+            raise ShapeError(f"mask must be bool {tuple(x.shape[:2])}, got {mask.dtype} {tuple(mask.shape)}")
         m = mask.to(x.dtype)[..., None]
         h = torch.cat([x * m, m], dim=-1).transpose(1, 2)  # (B, C+1, T)
         return self.classifier(self.convs(h))
