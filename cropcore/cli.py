@@ -15,7 +15,7 @@ import traceback
 
 from cropcore.errors import CropcoreError
 
-COMMANDS = ("catalog", "search")
+COMMANDS = ("catalog", "search", "train", "evaluate")
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130

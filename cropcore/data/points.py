@@ -34,6 +34,14 @@ class PointSeries:
         return self.subset(keep)
 
 
+def concat(parts: list[PointSeries]) -> PointSeries:
+    """Stack point series with the same bands, time axis and legend."""
+    first = parts[0]
+    return PointSeries(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]),
+                       np.concatenate([p.sample_id for p in parts]), first.bands, first.time_axis,
+                       first.class_names)
+
+
 def fill_gaps(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Linearly interpolate missing steps of (N, T, C) along time (nearest value at the ends).
 
