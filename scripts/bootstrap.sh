@@ -11,7 +11,7 @@ need_apt=()
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/initdb" ]; then need_apt+=(postgresql); fi
 if ! ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; then need_apt+=(postgis); fi
-if ! command -v chromium >/dev/null 2>&1; then need_apt+=(chromium); fi
+if ! command -v chromium >/dev/null 2>&1 && [ -z "${CROPCORE_SKIP_APT:-}" ]; then need_apt+=(chromium); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     echo "cropcore: installing Debian packages: ${need_apt[*]}"

