@@ -1,0 +1,344 @@
+"""Pure preprocessing of Sentinel-2 cubes: reflectance, SCL masks, composites, gap filling, indices.
+
+Every function takes and returns xarray/numpy objects and stays lazy on dask-backed input. Cubes have dims
+``(time, band, y, x)`` as made by :func:`cropcore.load.load_cube`; :func:`preprocess` chains the steps
+into the model input: composited, gap-filled reflectance on a regular time axis.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import dask.array as dska
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from cropcore.errors import ConfigError, ShapeError
+from cropcore.legend import S2_SCALE, SCL_INVALID
+
+#: Digital numbers that mean "no data" in Sentinel-2 L2A products, whatever the asset metadata says.
+S2_NODATA: tuple[int, ...] = (0, 65535)
+#: Normalised-difference indices: name -> (a, b) for (a - b) / (a + b).
+INDICES: dict[str, tuple[str, str]] = {
+    "NDVI": ("B08", "B04"),  # vegetation
+    "NDWI": ("B03", "B08"),  # open water (McFeeters)
+    "NDMI": ("B08", "B11"),  # canopy moisture
+}
+
+
+# --- reflectance and masks -------------------------------------------------------------------------------
+
+def to_reflectance(
+    cube: xr.DataArray, *, offset: xr.DataArray | float | None = None, scale: float = S2_SCALE,
+    nodata: Sequence[float] = S2_NODATA,
+) -> xr.DataArray:
+    """Digital numbers -> float32 reflectance: ``(DN - offset) * scale``, no-data -> NaN.
+
+    ``offset`` defaults to the cube's ``boa_offset`` coordinate (per time step, from the processing
+    baseline; see :func:`cropcore.load.boa_offset`), else 0. No-data are the values in ``nodata`` and the
+    cube's per-band ``nodata`` coordinate. Reflectance below 0 (dark pixels after the offset) is kept.
+    """
+    if offset is None:
+        offset = cube.coords.get("boa_offset", 0)
+    bad = cube.isin(list(nodata))
+    if "nodata" in cube.coords:
+        bad = bad | (cube == cube.coords["nodata"])
+    refl = (cube.astype("float32") - offset) * np.float32(scale)
+    out = refl.where(~bad).astype("float32")
+    out.attrs = {"units": "reflectance"}
+    return out.drop_vars([c for c in ("nodata",) if c in out.coords])
+
+
+def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Grow ``True`` regions of a boolean array by ``pixels`` along its last two axes (square element)."""
+    if pixels < 0:
+        raise ConfigError(f"dilation is a number of pixels >= 0, got {pixels}")
+    out = np.asarray(mask, dtype=bool)
+    for axis in (-2, -1):
+        grown = out.copy()
+        n = out.shape[axis]
+        for shift in range(1, min(pixels, n - 1) + 1):
+            lead = [slice(None)] * out.ndim
+            trail = [slice(None)] * out.ndim
+            lead[axis], trail[axis] = slice(shift, None), slice(None, n - shift)
+            grown[tuple(lead)] |= out[tuple(trail)]
+            grown[tuple(trail)] |= out[tuple(lead)]
+        out = grown
+    return out
+
+
+def invalid_scl(
+    scl: xr.DataArray, *, invalid: Sequence[int] = SCL_INVALID, dilation: int = 0,
+) -> xr.DataArray:
+    """Boolean mask (True = unusable) from a Scene Classification layer, dilated by ``dilation`` pixels.
+
+    Missing SCL values (NaN) count as invalid.
+    """
+    bad = scl.isin(list(invalid)) | scl.isnull()
+    if dilation <= 0:
+        return bad
+    data = bad.data
+    if isinstance(data, dska.Array):
+        depth = {i: 0 for i in range(data.ndim)}
+        depth[data.ndim - 2] = depth[data.ndim - 1] = dilation
+        grown = data.map_overlap(dilate, pixels=dilation, depth=depth, boundary="none", dtype=bool)
+    else:
+        grown = dilate(data, dilation)
+    return bad.copy(data=grown)
+
+
+def mask_scl(
+    cube: xr.DataArray, *, scl_band: str = "SCL", invalid: Sequence[int] = SCL_INVALID, dilation: int = 0,
+) -> xr.DataArray:
+    """Set every band to NaN where the SCL band is invalid; returns the cube without the SCL band."""
+    if scl_band not in cube.coords["band"].values:
+        raise ConfigError(f"the cube has no {scl_band!r} band to mask with: load it (bands=[..., 'SCL'])")
+    bad = invalid_scl(cube.sel(band=scl_band, drop=True), invalid=invalid, dilation=dilation)
+    bands = cube.drop_sel(band=scl_band)
+    return bands.where(~bad)
+
+
+# --- compositing and gap filling ------------------------------------------------------------------------
+
+def _step(freq: str | int) -> pd.DateOffset | None:
+    """Return the offset between bin starts, or None for dekads."""
+    days = freq if isinstance(freq, int) else int(freq[:-1]) if freq[:-1].isdigit() and freq[-1:] in "dD" else None
+    if days is not None:
+        if days < 1:
+            raise ConfigError(f"a composite period is at least 1 day, got {freq!r}")
+        return pd.DateOffset(days=days)
+    if freq in ("monthly", "MS", "month"):
+        return pd.DateOffset(months=1)
+    if freq in ("dekadal", "dekad"):
+        return None
+    raise ConfigError(f"unknown composite frequency {freq!r}: use 'monthly', 'dekadal' or a number of days "
+                      "such as '10D'")
+
+
+def _dekad_start(t: pd.Timestamp) -> pd.Timestamp:
+    return t.normalize().replace(day=1 if t.day <= 10 else 11 if t.day <= 20 else 21)
+
+
+def _next_bin(t: pd.Timestamp, step: pd.DateOffset | None) -> pd.Timestamp:
+    if step is not None:
+        return t + step
+    return t.replace(day=t.day + 10) if t.day < 21 else (t + pd.offsets.MonthBegin(1)).normalize()
+
+
+def time_axis(
+    start: str | pd.Timestamp, *, freq: str | int = "monthly", end: str | pd.Timestamp | None = None,
+    periods: int | None = None,
+) -> pd.DatetimeIndex:
+    """Regular bin starts from ``start`` (monthly and dekadal bins snap to month/dekad starts).
+
+    Give ``end`` (last bin is the one holding ``end``) or ``periods``.
+    """
+    if (end is None) == (periods is None):
+        raise ConfigError("give exactly one of end= or periods= for the time axis")
+    step = _step(freq)
+    t = pd.Timestamp(start).tz_localize(None).normalize()
+    if step is None:
+        t = _dekad_start(t)
+    elif step == pd.DateOffset(months=1):
+        t = t.replace(day=1)
+    stop = None if end is None else pd.Timestamp(end).tz_localize(None)
+    out = []
+    while (periods is not None and len(out) < periods) or (stop is not None and t <= stop):
+        out.append(t)
+        t = _next_bin(t, step)
+    return pd.DatetimeIndex(out, name="time")
+
+
+def bin_index(times: Sequence, axis: pd.DatetimeIndex, *, freq: str | int = "monthly") -> np.ndarray:
+    """Index of the bin of ``axis`` holding each time (-1 outside the axis)."""
+    if len(axis) == 0:
+        return np.full(len(times), -1)
+    t = pd.DatetimeIndex(times)
+    t = t.tz_localize(None) if t.tz is not None else t
+    edges = np.append(axis.values, _next_bin(axis[-1], _step(freq)).to_datetime64())
+    idx = np.searchsorted(edges, t.values, side="right") - 1
+    return np.where((idx >= 0) & (idx < len(axis)), idx, -1)
+
+
+def composite_np(values: np.ndarray, bins: np.ndarray, nbins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Median of non-NaN observations and their count, per bin, along axis 0 (empty bins give NaN, 0)."""
+    shape = (nbins, *values.shape[1:])
+    median = np.full(shape, np.nan, dtype="float32")
+    count = np.zeros(shape, dtype="int16")
+    for b in range(nbins):
+        sel = values[bins == b]
+        if len(sel):
+            count[b] = np.sum(~np.isnan(sel), axis=0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices -> NaN, as intended
+                median[b] = np.nanmedian(sel, axis=0)
+    return median, count
+
+
+class Composite(NamedTuple):
+    """Temporal composite: median reflectance and the number of valid observations behind each value."""
+
+    median: xr.DataArray
+    count: xr.DataArray
+
+
+def composite(
+    cube: xr.DataArray, *, freq: str | int = "monthly", axis: pd.DatetimeIndex | None = None,
+) -> Composite:
+    """Median of valid (non-NaN) observations per bin of a regular time axis, with the valid count.
+
+    ``axis`` holds bin starts (default: from the cube's first to last time step at ``freq``; see
+    :func:`time_axis`); observations outside it are dropped. Lazy on dask input (each spatial chunk is
+    composited with all its time steps in memory).
+    """
+    if axis is None:
+        times = pd.DatetimeIndex(cube["time"].values)
+        axis = time_axis(times.min(), freq=freq, end=times.max())
+    bins = bin_index(cube["time"].values, axis, freq=freq)
+    if cube.chunks is not None:
+        cube = cube.chunk({"time": -1})
+    median, count = xr.apply_ufunc(
+        lambda v: tuple(np.moveaxis(a, 0, -1) for a in composite_np(np.moveaxis(v, -1, 0), bins, len(axis))),
+        cube, input_core_dims=[["time"]], output_core_dims=[["bin"], ["bin"]],
+        dask="parallelized", output_dtypes=["float32", "int16"],
+        dask_gufunc_kwargs={"output_sizes": {"bin": len(axis)}},
+    )
+    coords = {"time": axis.values}
+    median = median.rename(bin="time").assign_coords(coords).transpose(*cube.dims)
+    count = count.rename(bin="time").assign_coords(coords).transpose(*cube.dims)
+    median.attrs = dict(cube.attrs, composite=str(freq))
+    return Composite(median.astype("float32"), count)
+
+
+def fill_gaps_np(values: np.ndarray, positions: np.ndarray, *, edges: str = "nearest") -> np.ndarray:
+    """Fill NaN along axis 0 by linear interpolation at ``positions`` (e.g. days).
+
+    ``edges``: ``"nearest"`` repeats the first/last valid value before/after it, ``"nan"`` leaves them
+    NaN. Series without any valid value stay NaN.
+    """
+    if edges not in ("nearest", "nan"):
+        raise ConfigError(f"edges must be 'nearest' or 'nan', got {edges!r}")
+    n = values.shape[0]
+    flat = values.reshape(n, -1).astype("float64")
+    pos = np.asarray(positions, dtype="float64")
+    valid = ~np.isnan(flat)
+    idx = np.broadcast_to(np.arange(n)[:, None], flat.shape)
+    prev = np.maximum.accumulate(np.where(valid, idx, -1), axis=0)
+    nxt = np.minimum.accumulate(np.where(valid, idx, n)[::-1], axis=0)[::-1]
+    has_prev, has_next = prev >= 0, nxt < n
+    p, q = np.clip(prev, 0, n - 1), np.clip(nxt, 0, n - 1)
+    vp, vq = np.take_along_axis(flat, p, 0), np.take_along_axis(flat, q, 0)
+    tp, tq, t = pos[p], pos[q], pos[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        weight = np.where(tq > tp, (t - tp) / (tq - tp), 0.0)
+    out = np.where(has_prev & has_next, vp + weight * (vq - vp), np.nan)
+    if edges == "nearest":
+        out = np.where(~has_prev & has_next, vq, out)
+        out = np.where(has_prev & ~has_next, vp, out)
+    return out.reshape(values.shape).astype(values.dtype if values.dtype.kind == "f" else "float32")
+
+
+def fill_gaps(cube: xr.DataArray, *, edges: str = "nearest") -> xr.DataArray:
+    """Linear interpolation of NaN gaps along ``time`` (by date), lazy on dask input."""
+    days = (pd.DatetimeIndex(cube["time"].values) - pd.Timestamp(cube["time"].values[0])).days.values
+    if cube.chunks is not None:
+        cube = cube.chunk({"time": -1})
+    out = xr.apply_ufunc(
+        lambda v: np.moveaxis(fill_gaps_np(np.moveaxis(v, -1, 0), days, edges=edges), 0, -1),
+        cube, input_core_dims=[["time"]], output_core_dims=[["time"]], dask="parallelized",
+        output_dtypes=[cube.dtype],
+    )
+    return out.transpose(*cube.dims)
+
+
+# --- indices and normalisation --------------------------------------------------------------------------
+
+def normalized_difference(cube: xr.DataArray, a: str, b: str) -> xr.DataArray:
+    """``(a - b) / (a + b)`` of two bands (NaN where the sum is 0)."""
+    missing = [x for x in (a, b) if x not in cube.coords["band"].values]
+    if missing:
+        raise ConfigError(f"the cube has no band {', '.join(missing)}: load it to compute this index")
+    va, vb = cube.sel(band=a, drop=True), cube.sel(band=b, drop=True)
+    total = va + vb
+    return ((va - vb) / total.where(total != 0)).astype("float32")
+
+
+def add_indices(cube: xr.DataArray, names: Sequence[str] = ("NDVI",)) -> xr.DataArray:
+    """Append spectral indices (see :data:`INDICES`) to the ``band`` dimension."""
+    unknown = [n for n in names if n not in INDICES]
+    if unknown:
+        raise ConfigError(f"unknown indices {unknown}: choose from {', '.join(INDICES)}")
+    extra = [normalized_difference(cube, *INDICES[n]).expand_dims(band=[n]) for n in names]
+    return xr.concat([cube, *[e.transpose(*cube.dims) for e in extra]], dim="band")
+
+
+@dataclass(frozen=True)
+class NormStats:
+    """Per-band mean and standard deviation, stored beside a model (JSON)."""
+
+    bands: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> NormStats:
+        raw = json.loads(text)
+        return cls(tuple(raw["bands"]), tuple(map(float, raw["mean"])), tuple(map(float, raw["std"])))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> NormStats:
+        return cls.from_json(Path(path).read_text())
+
+
+def fit_norm_stats(cube: xr.DataArray) -> NormStats:
+    """Mean and std of each band over every other dimension, ignoring NaN (computes the cube)."""
+    dims = [d for d in cube.dims if d != "band"]
+    mean = cube.mean(dims, skipna=True).values
+    std = cube.std(dims, skipna=True).values
+    return NormStats(tuple(str(b) for b in cube["band"].values), tuple(map(float, mean)), tuple(map(float, std)))
+
+
+def normalize(cube: xr.DataArray, stats: NormStats) -> xr.DataArray:
+    """``(x - mean) / std`` per band (std 0 is taken as 1); the cube must hold every band of ``stats``."""
+    have = [str(b) for b in cube["band"].values]
+    missing = [b for b in stats.bands if b not in have]
+    if missing:
+        raise ShapeError(f"the cube lacks bands {missing} that the normalisation statistics need: load them")
+    cube = cube.sel(band=list(stats.bands))
+    mean = xr.DataArray(np.asarray(stats.mean, dtype="float32"), dims="band", coords={"band": list(stats.bands)})
+    std = np.asarray(stats.std, dtype="float32")
+    std = xr.DataArray(np.where(std > 0, std, 1), dims="band", coords={"band": list(stats.bands)})
+    return ((cube - mean) / std).astype("float32")
+
+
+# --- pipeline -------------------------------------------------------------------------------------------
+
+def preprocess(
+    cube: xr.DataArray, *, freq: str | int = "monthly", axis: pd.DatetimeIndex | None = None,
+    scl_band: str = "SCL", dilation: int = 0, edges: str = "nearest",
+) -> xr.DataArray:
+    """Loaded DNs -> composited, gap-filled float32 reflectance ``(time, band, y, x)`` on ``axis``.
+
+    Steps: :func:`to_reflectance` (BOA offset, scale, no-data), :func:`mask_scl` when the cube holds an
+    SCL band, :func:`composite` (median per bin of ``axis``, default spanning the cube at ``freq``) and
+    :func:`fill_gaps`. Lazy on dask input.
+    """
+    has_scl = scl_band in cube.coords["band"].values
+    refl = to_reflectance(cube.drop_sel(band=scl_band) if has_scl else cube)
+    if has_scl:
+        bad = invalid_scl(cube.sel(band=scl_band, drop=True), dilation=dilation)
+        refl = refl.where(~bad)
+    median, _ = composite(refl, freq=freq, axis=axis)
+    return fill_gaps(median, edges=edges)
