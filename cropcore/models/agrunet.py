@@ -31,15 +31,20 @@ from torch import Tensor, nn
 from cropcore.errors import ShapeError
 
 
-def _block3d(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv3d(cin, cout, 3, padding=1, bias=False),
-        nn.BatchNorm3d(cout),
-        nn.ReLU(inplace=True),
-        nn.Conv3d(cout, cout, 3, padding=1, bias=False),
-        nn.BatchNorm3d(cout),
-        nn.ReLU(inplace=True),
-    )
+class Block3d(nn.Module):
+    """Two (3x3x3 conv, BatchNorm, ReLU) layers; padded dates are zeroed before and after each layer."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.Sequential(nn.Conv3d(c, cout, 3, padding=1, bias=False), nn.BatchNorm3d(cout), nn.ReLU(inplace=True))
+            for c in (cin, cout)
+        )
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = _apply_mask(layer(_apply_mask(x, mask)), mask)
+        return x
 
 
 def _apply_mask(x: Tensor, mask: Tensor) -> Tensor:
@@ -107,14 +112,14 @@ class AgrUNet(nn.Module):
         self.widths = tuple(widths)
         self.deep_supervision = deep_supervision
         self.encoder = nn.ModuleList(
-            _block3d(cin, cout) for cin, cout in zip((in_channels, *widths[:-2]), widths[:-1], strict=True)
+            Block3d(cin, cout) for cin, cout in zip((in_channels, *widths[:-2]), widths[:-1], strict=True)
         )
         self.bottleneck = ConvLSTM(widths[-2], widths[-1])
         self.up = nn.ModuleList(
             nn.ConvTranspose3d(cin, cout, (1, 2, 2), stride=(1, 2, 2))
             for cin, cout in zip(widths[:0:-1], widths[-2::-1], strict=True)
         )
-        self.decoder = nn.ModuleList(_block3d(2 * c, c) for c in widths[-2::-1])
+        self.decoder = nn.ModuleList(Block3d(2 * c, c) for c in widths[-2::-1])
         self.head = nn.Conv2d(widths[0], num_classes, 1)
         self.aux_heads = nn.ModuleList(nn.Conv2d(c, num_classes, 1) for c in widths[-2:0:-1])
 
@@ -155,7 +160,7 @@ class AgrUNet(nn.Module):
             h = h.contiguous(memory_format=torch.channels_last_3d)
         skips = []
         for block in self.encoder:
-            h = _apply_mask(block(_apply_mask(h, mask)), mask)
+            h = block(h, mask)
             skips.append(masked_temporal_mean(h, mask))
             h = F.max_pool3d(h, 2, 2, ceil_mode=True)
             mask = _pool_mask(mask)
@@ -164,7 +169,7 @@ class AgrUNet(nn.Module):
         for i, (up, block, skip) in enumerate(zip(self.up, self.decoder, reversed(skips), strict=True)):
             h = up(h)
             h = torch.cat([h, skip[:, :, None].expand(-1, -1, h.shape[2], -1, -1)], dim=1)
-            h = _apply_mask(block(h), mask)
+            h = block(h, mask)
             if return_aux and i < len(self.aux_heads):
                 aux_logits = self.aux_heads[i](masked_temporal_mean(h, mask))
                 aux.append(F.interpolate(aux_logits, size=size, mode="bilinear", align_corners=False))
