@@ -1,0 +1,105 @@
+"""The dashboard's Leaflet map: offline assets, no basemap by default, a draw tool and footprints."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import folium
+import folium.plugins
+import streamlit as st
+from branca.element import Element
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+from streamlit_folium import st_folium
+
+from cropcore.ui.assets import localize
+
+#: The WorldCereal demo patch in Belgium (west, south, east, north).
+DEMO_BBOX = (5.3189, 50.6286, 5.3334, 50.6378)
+
+OSM_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+OSM_ATTRIBUTION = "&copy; OpenStreetMap contributors"
+# Leaflet shows grey where no tile loads; a pale paper tone reads as "no basemap" rather than "broken".
+_BACKGROUND = "<style>.leaflet-container { background: #f3f1ea; }</style>"
+
+
+def static_dir() -> Path:
+    """The app's static folder: ``static/`` beside the main script (what Streamlit serves)."""
+    ctx = get_script_run_ctx()
+    root = Path(ctx.main_script_path).parent if ctx and ctx.main_script_path else Path.cwd()
+    return root / "static"
+
+
+def static_base_url() -> str:
+    """URL path under which Streamlit serves the static folder, honouring ``server.baseUrlPath``."""
+    prefix = (st.get_option("server.baseUrlPath") or "").strip("/")
+    return f"/{prefix}/app/static/" if prefix else "/app/static/"
+
+
+def bbox_center(bbox: Sequence[float]) -> tuple[float, float]:
+    """(lat, lon) centre of a (west, south, east, north) box."""
+    west, south, east, north = bbox
+    return (south + north) / 2, (west + east) / 2
+
+
+def base_map(bbox: Sequence[float] = DEMO_BBOX, *, zoom: int = 15, draw: bool = True) -> folium.Map:
+    """A map centred on ``bbox``: no basemap, OpenStreetMap as an opt-in online layer, the demo outline."""
+    m = folium.Map(location=bbox_center(bbox), zoom_start=zoom, tiles=None, control_scale=True)
+    m.get_root().header.add_child(Element(_BACKGROUND))
+    folium.TileLayer(OSM_URL, attr=OSM_ATTRIBUTION, name="OpenStreetMap (online)", overlay=True,
+                     show=False, max_zoom=19).add_to(m)
+    west, south, east, north = DEMO_BBOX
+    demo = folium.FeatureGroup(name="Demo area (WorldCereal, Belgium)")
+    folium.Rectangle([(south, west), (north, east)], color="#2e7d32", weight=2, dash_array="6 4",
+                     fill=False, tooltip="Demo area: draw over it to find the demo scenes").add_to(demo)
+    demo.add_to(m)
+    if draw:
+        shape = {"shapeOptions": {"color": "#d84315"}}
+        folium.plugins.Draw(
+            draw_options={"polyline": False, "circle": False, "marker": False, "circlemarker": False,
+                          "rectangle": shape, "polygon": {**shape, "allowIntersection": False}},
+            edit_options={"edit": False},
+        ).add_to(m)
+    folium.LayerControl(collapsed=False).add_to(m)
+    return m
+
+
+def footprints_layer(items: Iterable[Mapping[str, Any]], name: str = "Scene footprints") -> folium.FeatureGroup:
+    """Scene footprints (STAC item dicts) as one GeoJSON layer with id/date/cloud tooltips."""
+    features = [
+        {"type": "Feature", "geometry": it["geometry"],
+         "properties": {"id": it["id"], "datetime": str(it["properties"].get("datetime", ""))[:10],
+                        "cloud": it["properties"].get("eo:cloud_cover")}}
+        for it in items
+    ]
+    group = folium.FeatureGroup(name=name)
+    if features:
+        folium.GeoJson(
+            {"type": "FeatureCollection", "features": features},
+            style_function=lambda _: {"color": "#1565c0", "weight": 1, "fillOpacity": 0.04},
+            tooltip=folium.GeoJsonTooltip(["id", "datetime", "cloud"], aliases=["scene", "date", "cloud %"]),
+        ).add_to(group)
+    return group
+
+
+def aoi_layer(geojson: Mapping[str, Any], name: str = "Area of interest") -> folium.FeatureGroup:
+    """The current AOI outline."""
+    group = folium.FeatureGroup(name=name)
+    folium.GeoJson(dict(geojson), style_function=lambda _: {"color": "#d84315", "weight": 2,
+                                                             "fillOpacity": 0.1}).add_to(group)
+    return group
+
+
+def show_map(m: folium.Map, *, key: str, layers: Sequence[folium.FeatureGroup] = (), height: int = 520,
+             center: tuple[float, float] | None = None) -> dict[str, Any] | None:
+    """Render ``m`` with local assets; return the drawn shapes as a GeoJSON FeatureCollection, or None.
+
+    ``layers`` are added without re-mounting the map, so a drawing survives new search results.
+    """
+    localize(m, static_dir(), static_base_url())
+    state = st_folium(m, key=key, height=height, use_container_width=True, center=center,
+                      feature_group_to_add=list(layers) or None,
+                      returned_objects=["all_drawings", "last_active_drawing"])
+    drawings = (state or {}).get("all_drawings") or []
+    return {"type": "FeatureCollection", "features": drawings} if drawings else None

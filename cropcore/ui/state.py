@@ -1,0 +1,52 @@
+"""Session-state keys, defined once, and typed accessors for what pages hand to each other."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from cropcore.catalog import SearchResult
+
+AOI = "cropcore.aoi"  # GeoJSON FeatureCollection of the area of interest (lon/lat)
+AOI_SOURCE = "cropcore.aoi_source"  # "drawn", "uploaded" or "demo"
+CATALOG = "cropcore.catalog"  # catalog name ("local", ...) or STAC API URL
+SEARCH = "cropcore.search"  # SearchResult of the last search
+SEARCH_PARAMS = "cropcore.search_params"  # the parameters that produced SEARCH
+LAST_DRAWN = "cropcore.last_drawn"  # last drawing seen on the map (to tell a new drawing from a rerun)
+LAST_UPLOAD = "cropcore.last_upload"  # last uploaded AOI seen (same purpose)
+
+# Widget keys
+CATALOG_CHOICE = "widget.catalog_choice"
+CATALOG_URL = "widget.catalog_url"
+SEASON = "widget.season"
+SEASON_YEAR = "widget.season_year"
+DATES = "widget.dates"
+MAX_CLOUD = "widget.max_cloud"
+UPLOAD = "widget.aoi_upload"
+SEARCH_MAP = "widget.search_map"
+
+
+def get_aoi() -> dict[str, Any] | None:
+    """The current AOI as GeoJSON, or None."""
+    return st.session_state.get(AOI)
+
+
+def set_aoi(geojson: dict[str, Any] | None, source: str) -> None:
+    """Replace the AOI; a new AOI invalidates the last search."""
+    if geojson != st.session_state.get(AOI):
+        st.session_state.pop(SEARCH, None)
+        st.session_state.pop(SEARCH_PARAMS, None)
+    st.session_state[AOI] = geojson
+    st.session_state[AOI_SOURCE] = source
+
+
+def get_search() -> SearchResult | None:
+    """The last search result, or None."""
+    return st.session_state.get(SEARCH)
+
+
+def set_search(result: SearchResult, params: dict[str, Any]) -> None:
+    """Keep a search result (and what produced it) for the later pages."""
+    st.session_state[SEARCH] = result
+    st.session_state[SEARCH_PARAMS] = params
