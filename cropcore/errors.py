@@ -54,3 +54,7 @@ class CheckpointError(CropcoreError, ValueError):
 
 class DatasetFormatError(CropcoreError, ValueError):
     """A training or evaluation file is not in a format cropcore can read."""
+
+
+class ExportError(CropcoreError, OSError):
+    """A map could not be written."""

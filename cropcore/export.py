@@ -1,0 +1,126 @@
+"""Export maps as Cloud-Optimized GeoTIFFs with a colour table, legend and run manifest.
+
+Files are written atomically: to a temporary file in the destination folder, validated with rio-cogeo,
+then renamed, so a failure never leaves a partial file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from rasterio.io import MemoryFile
+from rio_cogeo.cogeo import cog_translate, cog_validate
+from rio_cogeo.profiles import cog_profiles
+
+from cropcore.errors import ExportError
+
+MEMORY = ":mem:"
+
+
+def _atomic_target(dst: Path) -> Path:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def write_json_atomic(data: Mapping[str, Any], dst: Path) -> Path:
+    """Write ``data`` as JSON to ``dst`` atomically."""
+    tmp = _atomic_target(dst)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+        tmp.replace(dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dst
+
+
+def _hex_to_rgba(colour: str | Sequence[int]) -> tuple[int, int, int, int]:
+    if isinstance(colour, str):
+        c = colour.lstrip("#")
+        return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16), 255
+    rgba = tuple(int(v) for v in colour)
+    return (*rgba, 255)[:4] if len(rgba) == 3 else rgba  # type: ignore[return-value]
+
+
+def write_cog(
+    da: xr.DataArray,
+    dst: str | Path = MEMORY,
+    *,
+    class_names: Sequence[str] | None = None,
+    colormap: Mapping[int, str | Sequence[int]] | None = None,
+    nodata: float | None = None,
+    overviews: bool = True,
+    tags: Mapping[str, Any] | None = None,
+) -> bytes | Path:
+    """Write a georeferenced 2-D (y, x) or 3-D (band, y, x) array as a COG.
+
+    ``da`` carries its CRS and transform (rioxarray ``da.rio``). ``class_names`` and ``colormap`` (class
+    value -> ``#rrggbb`` or RGB(A)) make a categorical map with an embedded colour table and the legend in
+    the metadata. ``tags`` (e.g. the run manifest) are stored as JSON text in the file and, for a path, in a
+    sidecar ``<name>.json``. ``dst=":mem:"`` returns the file as bytes.
+    """
+    if da.rio.crs is None:
+        raise ExportError("the array has no CRS: set one with da.rio.write_crs(...) before exporting")
+    data = np.asarray(da.values)
+    if data.ndim == 2:
+        data = data[np.newaxis]
+    if data.ndim != 3:
+        raise ExportError(f"expected a (y, x) or (band, y, x) array, got shape {da.shape}")
+    categorical = class_names is not None or colormap is not None
+    if categorical and (data.shape[0] != 1 or data.dtype != np.uint8):
+        raise ExportError("a categorical map must be a single uint8 band")
+    meta: dict[str, str] = {k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in (tags or {}).items()}
+    if class_names is not None:
+        meta["CLASS_NAMES"] = json.dumps(list(class_names))
+        meta["LEGEND"] = json.dumps({str(i): n for i, n in enumerate(class_names)})
+    profile = {
+        "driver": "GTiff", "count": data.shape[0], "height": data.shape[1], "width": data.shape[2],
+        "dtype": data.dtype.name, "crs": da.rio.crs, "transform": da.rio.transform(), "nodata": nodata,
+    }
+    cog_profile = cog_profiles.get("deflate")
+    cog_profile.update(blockxsize=256, blockysize=256)
+    cmap = {int(k): _hex_to_rgba(v) for k, v in colormap.items()} if colormap else None
+    path = Path(tempfile.gettempdir()) / "cropcore.mem.tif" if dst == MEMORY else Path(dst)
+    tmp = _atomic_target(path)
+    try:
+        with MemoryFile() as mem:
+            with mem.open(**profile) as ds:
+                ds.write(data)
+                ds.update_tags(**meta)
+                if class_names is not None:
+                    ds.set_band_description(1, "crop class")
+            with mem.open() as src, warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Dataset color interpretation")  # palette is intended
+                cog_translate(
+                    src, str(tmp), cog_profile, in_memory=True, quiet=True, colormap=cmap,
+                    overview_level=None if overviews else 0,
+                    overview_resampling="mode" if categorical else "average",
+                    additional_cog_metadata=meta,
+                )
+        valid, errors, _ = cog_validate(str(tmp), quiet=True)
+        if not valid:
+            raise ExportError(f"the written file is not a valid COG: {errors}")
+        if dst == MEMORY:
+            return tmp.read_bytes()
+        tmp.replace(path)
+    except ExportError:
+        raise
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    if tags:
+        write_json_atomic({**tags, "class_names": list(class_names or [])}, path.with_suffix(".json"))
+    return path
