@@ -133,3 +133,25 @@ def test_importing_cropcore_does_not_import_streamlit():
     code = ("import sys, cropcore, cropcore.catalog, cropcore.aoi, cropcore.stac_local; "
             "sys.exit('streamlit' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(APP).parent).returncode == 0
+
+
+def test_a_stopped_local_catalog_offers_to_start_it(monkeypatch):
+    from cropcore import stac_local
+    from cropcore.errors import ServiceError
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("CROPCORE_STAC_PORT", str(sock.getsockname()[1]))
+    calls = []
+
+    def failing_serve() -> str:
+        calls.append(True)
+        raise ServiceError("PostgreSQL is not installed")
+
+    monkeypatch.setattr(stac_local, "serve", failing_serve)
+    at = search_page(monkeypatch, FakeMap(DRAWN))
+    assert "local catalog is not running" in messages(at.warning)
+    assert button(at, "Search scenes").disabled is True
+    at = button(at, "Start the local catalog").click().run()
+    assert calls and not at.exception
+    assert "Could not start the local catalog: PostgreSQL is not installed" in messages(at.error)
