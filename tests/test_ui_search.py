@@ -155,3 +155,38 @@ def test_a_stopped_local_catalog_offers_to_start_it(monkeypatch):
     at = button(at, "Start the local catalog").click().run()
     assert calls and not at.exception
     assert "Could not start the local catalog: PostgreSQL is not installed" in messages(at.error)
+
+
+def test_uploaded_geojson_becomes_the_aoi(stac_api, monkeypatch):
+    fake = FakeMap()
+    at = search_page(monkeypatch, fake)
+    content = json.dumps({"type": "FeatureCollection", "features": [DRAWN]}).encode()
+    at = at.get("file_uploader")[0].upload("field.geojson", content, "application/geo+json").run()
+    assert not at.exception and not at.error, messages(at.error)
+    assert at.session_state["cropcore.aoi_source"] == "uploaded"
+    assert fake.calls[-1]["feature_group_to_add"]  # drawn on the map
+    assert fake.calls[-1]["center"] == pytest.approx((50.633, 5.326))  # and the map moves to it
+    at = button(at, "Search scenes").click().run()
+    assert len(at.dataframe[0].value) >= 10
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"\x89PNG not json", "not GeoJSON"),
+    (b"[1, 2, 3]", "not a GeoJSON object"),
+    (json.dumps(BOWTIE).encode(), "Invalid area of interest"),
+    (json.dumps({"type": "Point", "coordinates": [5.3, 50.6]}).encode(), "Invalid area of interest"),
+])
+def test_a_bad_upload_is_a_short_error(monkeypatch, content, message):
+    at = search_page(monkeypatch, FakeMap())
+    at = at.get("file_uploader")[0].upload("bad.geojson", content, "application/geo+json").run()
+    assert not at.exception
+    assert message in messages(at.error)
+
+
+def test_an_oversized_upload_is_refused(monkeypatch):
+    at = search_page(monkeypatch, FakeMap())
+    big = json.dumps({**DRAWN, "properties": {"padding": "x" * 2_000_000}}).encode()
+    at = at.get("file_uploader")[0].upload("big.geojson", big, "application/geo+json").run()
+    assert not at.exception
+    assert "the limit is 1 MB" in messages(at.error)
+    assert "cropcore.aoi" not in at.session_state

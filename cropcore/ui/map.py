@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,13 @@ def bbox_center(bbox: Sequence[float]) -> tuple[float, float]:
     """(lat, lon) centre of a (west, south, east, north) box."""
     west, south, east, north = bbox
     return (south + north) / 2, (west + east) / 2
+
+
+def fit_zoom(bbox: Sequence[float], pixels: int = 400) -> int:
+    """The Web-Mercator zoom at which ``bbox`` spans about ``pixels`` (clamped to 2..17)."""
+    west, south, east, north = bbox
+    span = max(east - west, (north - south) * 1.5, 1e-6)  # latitude degrees are longer near the equator
+    return max(2, min(17, int(math.log2(pixels * 360 / (256 * span)))))
 
 
 def base_map(bbox: Sequence[float] = DEMO_BBOX, *, zoom: int = 15, draw: bool = True) -> folium.Map:
@@ -92,13 +100,15 @@ def aoi_layer(geojson: Mapping[str, Any], name: str = "Area of interest") -> fol
 
 
 def show_map(m: folium.Map, *, key: str, layers: Sequence[folium.FeatureGroup] = (), height: int = 520,
-             center: tuple[float, float] | None = None) -> dict[str, Any] | None:
+             fit: Sequence[float] | None = None) -> dict[str, Any] | None:
     """Render ``m`` with local assets; return the drawn shapes as a GeoJSON FeatureCollection, or None.
 
-    ``layers`` are added without re-mounting the map, so a drawing survives new search results.
+    ``layers`` are added and the view moved to the ``fit`` bbox without re-mounting the map, so a drawing
+    survives new search results.
     """
     localize(m, static_dir(), static_base_url())
-    state = st_folium(m, key=key, height=height, use_container_width=True, center=center,
+    view = {"center": bbox_center(fit), "zoom": fit_zoom(fit)} if fit is not None else {}
+    state = st_folium(m, key=key, height=height, use_container_width=True, **view,
                       feature_group_to_add=list(layers) or None,
                       returned_objects=["all_drawings", "last_active_drawing"])
     drawings = (state or {}).get("all_drawings") or []

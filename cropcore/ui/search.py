@@ -141,14 +141,15 @@ def search_button(dates: tuple[date, date], cloud: float | None, catalog: str, *
 
 def search_map() -> dict[str, Any] | None:
     """The map with the draw tool, the current AOI (when not drawn) and the last search's footprints."""
-    layers = []
+    layers, fit = [], None
     geom = _geometry(state.get_aoi())
     if geom is not None and st.session_state.get(state.AOI_SOURCE) != "drawn":
         layers.append(aoi_layer(mapping(geom)))
+        fit = geom.bounds
     result = state.get_search()
     if result is not None:
         layers.append(footprints_layer(item.to_dict() for item in result.items))
-    return show_map(base_map(), key=state.SEARCH_MAP, layers=layers)
+    return show_map(base_map(), key=state.SEARCH_MAP, layers=layers, fit=fit)
 
 
 def results() -> None:
