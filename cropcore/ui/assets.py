@@ -9,6 +9,7 @@ empty frame. The ``folium-offline`` package carries the same files as Python str
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
@@ -47,9 +48,10 @@ def write_asset(url: str, static_dir: Path) -> str:
     data = resources[url].encode()
     if not target.exists() or target.stat().st_size != len(data):
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(target.suffix + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(target)
+        # A unique temporary name, then an atomic rename: concurrent sessions never see half a file.
+        with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".tmp", delete=False) as tmp:
+            tmp.write(data)
+        Path(tmp.name).replace(target)
     return rel
 
 
