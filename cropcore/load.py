@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import dask.array as da
 import numpy as np
 import odc.stac
 import pystac
@@ -28,6 +29,8 @@ import rasterio
 import rasterio.errors
 import shapely
 import xarray as xr
+from dask._task_spec import DataNode, convert_legacy_graph  # dask's task spec, to inline setup tasks
+from dask.local import get_sync
 from odc.geo.geobox import GeoBox
 from odc.loader import RioDriver, RioReader
 from odc.loader.types import RasterLoadParams, RasterSource, ReaderSubsetSelection
@@ -257,6 +260,23 @@ def _with_offsets(items: Sequence[pystac.Item]) -> list[pystac.Item]:
     return out
 
 
+def _inline_setup(arr: da.Array) -> da.Array:
+    """Copy odc-stac's small shared setup tasks (reader config, grid, opened readers) into each chunk task.
+
+    Every chunk of a time step depends on one shared "open" task; dask's task ordering then loads whole
+    time slices before compositing any chunk, so memory grows with the AOI. Evaluating these tiny tasks
+    once (no pixel is read) and inlining their values leaves independent chunk tasks, and peak memory
+    bounded by the chunk size.
+    """
+    dsk = convert_legacy_graph(dict(arr.__dask_graph__()))
+    setup = [k for k in dsk if (k[0] if isinstance(k, tuple) else k) != arr.name]
+    if not setup:
+        return arr
+    subs = {k: DataNode(None, v) for k, v in zip(setup, get_sync(dsk, setup), strict=True)}
+    graph = {k: task.substitute(subs) for k, task in dsk.items() if k not in subs}
+    return da.Array(graph, arr.name, arr.chunks, meta=arr._meta)
+
+
 def load_cube(
     items: Iterable[pystac.Item],
     bands: Sequence[str],
@@ -309,6 +329,8 @@ def load_cube(
         chunks=chunk_spec, groupby=groupby, resampling=_resampling(bands, resampling), fail_on_error=False,
         patch_url=patch_url, driver=_RecordingDriver(log), with_properties=[BOA_OFFSET_PROPERTY],
     )
+    for band in bands:
+        ds[band] = ds[band].copy(data=_inline_setup(ds[band].data))
     offsets = ds[BOA_OFFSET_PROPERTY.replace(":", "_")]
     nodata = [ds[b].attrs.get("nodata") for b in bands]
     cube = (

@@ -8,7 +8,6 @@ into the model input: composited, gap-filled reflectance on a regular time axis.
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -174,10 +173,12 @@ def composite_np(values: np.ndarray, bins: np.ndarray, nbins: int) -> tuple[np.n
     for b in range(nbins):
         sel = values[bins == b]
         if len(sel):
-            count[b] = np.sum(~np.isnan(sel), axis=0)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices -> NaN, as intended
-                median[b] = np.nanmedian(sel, axis=0)
+            n = np.sum(~np.isnan(sel), axis=0)
+            ordered = np.sort(sel, axis=0)  # NaN sort last, so the n valid values lead
+            lo = np.take_along_axis(ordered, (np.maximum(n, 1)[None] - 1) // 2, 0)[0]
+            hi = np.take_along_axis(ordered, np.minimum(n // 2, len(sel) - 1)[None], 0)[0]
+            count[b] = n
+            median[b] = np.where(n > 0, (lo.astype("float64") + hi) / 2, np.nan)
     return median, count
 
 
