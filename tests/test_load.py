@@ -6,10 +6,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pystac
 import pytest
 import rasterio
 import xarray as xr
+from dask.callbacks import Callback
 from rasterio.warp import transform_geom
 from rasterio.windows import from_bounds
 from shapely.geometry import box, mapping, shape
@@ -17,6 +19,7 @@ from shapely.geometry import box, mapping, shape
 from cropcore.catalog import search_items
 from cropcore.errors import ConfigError, NoItemsFoundError
 from cropcore.load import boa_offset, load_cube, utm_crs
+from cropcore.preprocess import composite, to_reflectance
 from cropcore.settings import data_dir
 
 WC_BANDS = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12"]
@@ -206,3 +209,48 @@ def test_bad_arguments_say_what_to_do(wc_items):
         load_cube(wc_items, ["B02"], crs="not-a-crs")
     with pytest.raises(NoItemsFoundError):
         load_cube([], ["B02"])
+
+
+def _synthetic_items(folder: Path, side: int) -> list[pystac.Item]:
+    """Two dates x one band of seeded uint16 COGs (EPSG:32633, 10 m) and items for them."""
+    from pystac.extensions.projection import ProjectionExtension
+    from rasterio.transform import from_origin
+
+    rng = np.random.default_rng(42)
+    transform = from_origin(400000.0, 5400000.0, 10.0, 10.0)
+    geom = transform_geom("EPSG:32633", "EPSG:4326", mapping(box(400000.0, 5400000.0 - side * 10,
+                                                                  400000.0 + side * 10, 5400000.0)))
+    items = []
+    for day in (3, 18):
+        path = folder / f"B04_{day}.tif"
+        with rasterio.open(path, "w", driver="COG", width=side, height=side, count=1, dtype="uint16",
+                           crs="EPSG:32633", transform=transform, nodata=0, blocksize=256) as dst:
+            dst.write(rng.integers(1, 5000, size=(side, side), dtype="uint16"), 1)
+        item = pystac.Item(f"synthetic-{day}", geom, list(shape(geom).bounds),
+                           pd.Timestamp(f"2021-05-{day:02d}T10:00", tz="UTC").to_pydatetime(), {})
+        ProjectionExtension.ext(item, add_if_missing=True).apply(code="EPSG:32633", shape=[side, side],
+                                                                 transform=list(transform)[:6])
+        item.add_asset("B04", pystac.Asset(path.as_uri(), media_type=pystac.MediaType.COG, roles=["data"]))
+        items.append(item)
+    return items
+
+
+def test_chunks_are_computed_one_by_one_whatever_the_aoi(tmp_path):
+    """Peak memory held by dask depends on the chunk size, not on how many chunks the AOI has."""
+    items = _synthetic_items(tmp_path, 1024)
+    peaks = []
+    for n_chunks in (1, 16):
+        cube = load_cube(items, ["B04"], crs="EPSG:32633", chunks={"time": 1, "x": 1024 // int(n_chunks ** 0.5),
+                                                                        "y": 1024 // int(n_chunks ** 0.5)}).cube
+        median = composite(to_reflectance(cube)).median
+
+        class Peak(Callback):
+            held = 0
+
+            def _posttask(self, key, result, dsk, state, worker_id):
+                Peak.held = max(Peak.held, sum(getattr(v, "nbytes", 0) for v in state["cache"].values()))
+
+        with Peak():
+            median.sum().compute(scheduler="sync")
+        peaks.append(Peak.held / (1024 * 1024 / n_chunks))  # bytes held per pixel of one chunk
+    assert peaks[1] <= peaks[0] * 1.25
