@@ -1,0 +1,220 @@
+"""Time and peak memory of load + composite for AOIs of growing area.
+
+Usage: ``python benchmarks/bench_load.py [--base 512] [--scales 1 4 16] [--chunk 512]
+[--out benchmarks/results/load_cpu.json]``.
+
+Generates, in a temporary folder, 4 dates x 4 bands (B02, B03, B04, B08) of seeded synthetic uint16
+Sentinel-2-like COGs (10 m, EPSG:32633) large enough for the largest AOI, and static pystac Items for them.
+For each scale s the AOI is a square of ``base * sqrt(s)`` pixels a side; a fresh subprocess runs
+``load_cube -> preprocess (monthly median composite + gap filling)`` and streams the result to a GeoTIFF
+on disk with ``dask.array.store``, while a thread samples the process RSS every 5 ms. Peak memory is
+reported as the absolute RSS peak and as the rise above the RSS just before computing. GDAL's block cache
+is a process-wide cache sized by ``GDAL_CACHEMAX`` (default 5 % of RAM); it is set to ``--gdal-cache`` MB
+so that memory stays bounded by the dask chunks rather than by how much of the file GDAL keeps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+DATES = ("2021-05-03", "2021-05-18", "2021-06-02", "2021-06-17")
+BANDS = ("B02", "B03", "B04", "B08")
+CRS = "EPSG:32633"
+ORIGIN = (400000.0, 5400000.0)  # upper-left corner, metres
+RES = 10.0
+
+
+def make_cogs(folder: Path, side: int, *, seed: int = 0) -> list[dict]:
+    """Write the synthetic COGs; return pystac Item dicts pointing at them."""
+    import pystac
+    import rasterio
+    from pystac.extensions.projection import ProjectionExtension
+    from pystac.extensions.raster import DataType, RasterBand, RasterExtension
+    from rasterio.transform import from_origin
+    from rasterio.warp import transform_geom
+    from shapely.geometry import box, mapping, shape
+
+    rng = np.random.default_rng(seed)
+    transform = from_origin(*ORIGIN, RES, RES)
+    west, north = ORIGIN
+    footprint = transform_geom(CRS, "EPSG:4326", mapping(box(west, north - side * RES, west + side * RES, north)))
+    # smooth fields: a coarse random pattern upsampled, plus noise; about 1 % no-data (0)
+    coarse = rng.integers(300, 4000, size=(len(DATES), len(BANDS), side // 64 + 1, side // 64 + 1))
+    items = []
+    for t, date in enumerate(DATES):
+        item = pystac.Item(f"synthetic-{date}", footprint, list(shape(footprint).bounds),
+                           datetime.fromisoformat(date).replace(hour=10, tzinfo=UTC), {})
+        ProjectionExtension.ext(item, add_if_missing=True).apply(
+            code=CRS, shape=[side, side], transform=list(transform)[:6])
+        RasterExtension.add_to(item)
+        for b, band in enumerate(BANDS):
+            data = np.kron(coarse[t, b], np.ones((64, 64), dtype="int64"))[:side, :side]
+            data = (data + rng.integers(-150, 150, size=(side, side))).clip(1, 10000).astype("uint16")
+            data[rng.random((side, side)) < 0.01] = 0
+            path = folder / f"{date}_{band}.tif"
+            with rasterio.open(path, "w", driver="COG", width=side, height=side, count=1, dtype="uint16",
+                               crs=CRS, transform=transform, nodata=0, compress="deflate",
+                               blocksize=256) as dst:
+                dst.write(data, 1)
+            asset = pystac.Asset(path.resolve().as_uri(), media_type=pystac.MediaType.COG, roles=["data"])
+            item.add_asset(band, asset)
+            RasterExtension.ext(asset).bands = [RasterBand.create(nodata=0, data_type=DataType.UINT16)]
+        items.append(item.to_dict())
+    return items
+
+
+def aoi_for(side_px: int, extent_px: int) -> dict:
+    """A lon/lat square of ``side_px`` pixels centred in the generated extent (a few pixels inset)."""
+    from rasterio.warp import transform_geom
+    from shapely.geometry import box, mapping
+
+    west, north = ORIGIN
+    cx, cy = west + extent_px * RES / 2, north - extent_px * RES / 2
+    half = side_px * RES / 2
+    return transform_geom(CRS, "EPSG:4326", mapping(box(cx - half, cy - half, cx + half, cy + half)))
+
+
+class _RssSampler(threading.Thread):
+    def __init__(self, interval: float = 0.005) -> None:
+        import psutil
+
+        super().__init__(daemon=True)
+        self._proc = psutil.Process()
+        self._interval = interval
+        self._stop_event = threading.Event()
+        self.peak = self._proc.memory_info().rss
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            time.sleep(self._interval)
+
+    def stop(self) -> int:
+        self._stop_event.set()
+        self.join()
+        return max(self.peak, self._proc.memory_info().rss)
+
+
+class _TiffTarget:
+    """``dask.array.store`` target writing (time, band, y, x) blocks into one multi-band GeoTIFF."""
+
+    def __init__(self, dst: object, nbands: int) -> None:
+        self._dst = dst
+        self._nbands = nbands
+
+    def __setitem__(self, key: tuple[slice, ...], value: np.ndarray) -> None:
+        from rasterio.windows import Window
+
+        ts, bs, ys, xs = key
+        window = Window(xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start)
+        for i, t in enumerate(range(ts.start, ts.stop)):
+            for j, b in enumerate(range(bs.start, bs.stop)):
+                self._dst.write(value[i, j], t * self._nbands + b + 1, window=window)
+
+
+def run_one(items_json: Path, aoi: dict, chunk: int, out_tif: Path) -> dict:
+    """One measurement, in this (fresh) process."""
+    import dask
+    import dask.array as da
+    import pystac
+    import rasterio
+
+    from cropcore.load import load_cube
+    from cropcore.preprocess import preprocess
+
+    items = [pystac.Item.from_dict(d) for d in json.loads(items_json.read_text())]
+    t0 = time.perf_counter()
+    result = load_cube(items, list(BANDS), aoi=aoi, crs=CRS, chunks={"time": 1, "x": chunk, "y": chunk})
+    cube = preprocess(result.cube, freq="monthly")
+    t_graph = time.perf_counter() - t0
+    nt, nb, ny, nx = cube.shape
+    sampler = _RssSampler()
+    rss_before = sampler.peak
+    sampler.start()
+    t1 = time.perf_counter()
+    profile = {"driver": "GTiff", "width": nx, "height": ny, "count": nt * nb, "dtype": "float32",
+               "tiled": True, "blockxsize": 256, "blockysize": 256, "crs": CRS,
+               "transform": result.cube.odc.geobox.transform}
+    with rasterio.open(out_tif, "w", **profile) as dst, dask.config.set(scheduler="threads"):
+        da.store(cube.data, _TiffTarget(dst, nb), lock=True)
+    t_compute = time.perf_counter() - t1
+    peak = sampler.stop()
+    return {
+        "pixels": nx * ny, "shape": [nt, nb, ny, nx], "area_km2": nx * ny * RES * RES / 1e6,
+        "chunks": [list(c) for c in cube.chunks], "failures": len(result.failures),
+        "graph_s": round(t_graph, 3), "compute_s": round(t_compute, 3), "total_s": round(t_graph + t_compute, 3),
+        "rss_before_mb": round(rss_before / 2**20, 1), "rss_peak_mb": round(peak / 2**20, 1),
+        "rss_rise_mb": round((peak - rss_before) / 2**20, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", type=int, default=512, help="AOI side in pixels at scale 1")
+    parser.add_argument("--scales", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--chunk", type=int, default=512, help="dask chunk side in pixels")
+    parser.add_argument("--gdal-cache", type=int, default=64, help="GDAL_CACHEMAX in MB")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/load_cpu.json"))
+    parser.add_argument("--one", nargs=4, metavar=("ITEMS", "AOI", "CHUNK", "TIF"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        items, aoi, chunk, tif = args.one
+        print(json.dumps(run_one(Path(items), json.loads(aoi), int(chunk), Path(tif))))
+        return
+
+    extent = math.ceil(args.base * math.sqrt(max(args.scales))) + 64
+    root = str(Path(__file__).resolve().parents[1])  # the subprocesses import cropcore from this checkout
+    pythonpath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, GDAL_CACHEMAX=str(args.gdal_cache), PYTHONPATH=pythonpath)
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        t0 = time.perf_counter()
+        items_json = folder / "items.json"
+        items_json.write_text(json.dumps(make_cogs(folder, extent)))
+        print(f"generated {len(DATES)} dates x {len(BANDS)} bands of {extent} x {extent} px COGs "
+              f"in {time.perf_counter() - t0:.1f} s")
+        for scale in args.scales:
+            side = round(args.base * math.sqrt(scale))
+            cmd = [sys.executable, __file__, "--one", str(items_json), json.dumps(aoi_for(side, extent)),
+                   str(args.chunk), str(folder / f"out_{scale}.tif")]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+            if proc.returncode != 0:
+                sys.exit(f"scale {scale} failed:\n{proc.stderr}")
+            run = {"scale": scale, **json.loads(proc.stdout.strip().splitlines()[-1])}
+            runs.append(run)
+            print(f"scale {scale:>3}: {run['shape']} {run['total_s']:.2f} s, peak RSS {run['rss_peak_mb']:.0f} MB")
+    result = {
+        "benchmark": "load_cube + preprocess (monthly median composite, gap fill) streamed to GeoTIFF",
+        "dates": len(DATES), "bands": list(BANDS), "chunk_px": args.chunk, "gdal_cachemax_mb": args.gdal_cache,
+        "scheduler": "dask threads", "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"), "runs": runs,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    first = runs[0]
+    print("\n| scale | AOI px | area km² | time s | s per Mpx | peak RSS MB | rise MB | peak vs 1x |")
+    print("|---|---|---|---|---|---|---|---|")
+    for run in runs:
+        per_mpx = run["total_s"] / (run["pixels"] / 1e6)
+        print(f"| {run['scale']} | {run['shape'][3]}x{run['shape'][2]} | {run['area_km2']:.1f} | "
+              f"{run['total_s']:.2f} | {per_mpx:.2f} | {run['rss_peak_mb']:.0f} | {run['rss_rise_mb']:.0f} | "
+              f"{run['rss_peak_mb'] / first['rss_peak_mb']:.2f} |")
+    print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()
