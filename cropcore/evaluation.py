@@ -1,4 +1,9 @@
-"""Score a saved checkpoint on a labelled point file (WorldCereal long/wide parquet or dl4sits CSV)."""
+"""Score a saved checkpoint on a labelled point file (WorldCereal long/wide parquet or dl4sits CSV).
+
+Pixel models classify each series; patch models (AgrUNet) see each series as a uniform patch (the field
+covers the whole patch, :func:`cropcore.data.composed.uniform_patches`) and predict the mean of its pixel
+probabilities.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cropcore.data.composed import uniform_patches
 from cropcore.data.dl4sits import is_dl4sits, read_dl4sits
 from cropcore.data.points import PointSeries, concat, prepare
 from cropcore.data.worldcereal import read_worldcereal
@@ -31,8 +37,6 @@ def evaluate_file(
     """Metrics of ``checkpoint`` on the files ``data`` together; ``split="test"``: held-out ids only."""
     series = concat([read_labelled(path) for path in data])
     model, meta = load_checkpoint(checkpoint, bands=list(series.bands))
-    if meta["model"] not in PIXEL_MODELS:
-        raise CheckpointError(f"{meta['model']!r} is a patch model; point files are evaluated with pixel models")
     names = [c["name"] for c in meta["legend"]]
     if len(series.time_axis) != len(meta["time_axis"]["steps"]) or list(series.class_names) != names:
         raise CheckpointError(f"{checkpoint} was trained for another time axis or legend than {data} provides")
@@ -41,9 +45,29 @@ def evaluate_file(
         if len(series) == 0:
             raise DatasetFormatError(f"{data} holds none of the checkpoint's held-out sample ids")
     x, mask = prepare(series, meta["norm"]["mean"], meta["norm"]["std"])
-    with torch.inference_mode():
-        probs = torch.softmax(model(torch.from_numpy(x), torch.from_numpy(mask)), dim=1)
+    patch_size = None if meta["model"] in PIXEL_MODELS else meta.get("patch_size", 32)
+    probs = predict_series(model, x, mask, patch_size=patch_size)
     crop = [c["id"] for c in meta["legend"] if c.get("is_crop")] or None
     report = classification_report(probs, torch.from_numpy(series.y), names, crop_classes=crop)
     report.update({"checkpoint": str(checkpoint), "data": [Path(p).name for p in data], "split": split})
     return report
+
+
+def predict_series(model: torch.nn.Module, x: np.ndarray, mask: np.ndarray, *, patch_size: int | None = None,
+                   batch_size: int = 32) -> torch.Tensor:
+    """Class probabilities (N, K) for prepared series ``x`` (N, T, C) and ``mask`` (N, T).
+
+    With ``patch_size``, ``model`` is a patch model applied to uniform ``patch_size``-pixel patches.
+    """
+    model.eval()
+    xt, mt = torch.from_numpy(x), torch.from_numpy(mask)
+    probs = []
+    with torch.inference_mode():
+        for i in range(0, len(xt), batch_size):
+            xb, mb = xt[i : i + batch_size], mt[i : i + batch_size]
+            if patch_size is None:
+                probs.append(torch.softmax(model(xb, mb).float(), dim=1))
+            else:
+                p = torch.softmax(model(*uniform_patches(xb, mb, patch_size)).float(), dim=1)
+                probs.append(p.mean(dim=(2, 3)))
+    return torch.cat(probs) if probs else torch.zeros(0, 0)

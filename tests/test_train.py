@@ -12,7 +12,7 @@ from pytorch_lightning.strategies import DDPStrategy
 
 from cropcore.cli import main
 from cropcore.settings import data_dir
-from cropcore.train import CropModule, PointDataModule, TrainConfig, augment, lr_lambda, run
+from cropcore.train import CropModule, PointDataModule, TrainConfig, augment, lr_lambda, mixup, run
 
 WC = "worldcereal/2023_FRA_LPIS_POLY_110_dekad.geoparquet"
 KW = {"in_channels": 9, "num_classes": 6, "seq_len": 12, "hidden": 8, "fc": 16}
@@ -22,6 +22,25 @@ def test_fast_dev_run_on_cpu():
     config = TrainConfig(name="test_fast", model="tempcnn", model_kwargs=KW,
                          data={"kind": "worldcereal", "paths": [WC], "batch_size": 8}, trainer={"accelerator": "cpu"})
     assert run(config, fast_dev_run=True, devices=1) == {}
+
+
+def test_agrunet_fast_dev_run_on_composed_patches():
+    config = TrainConfig(name="test_fast_agrunet", model="agrunet",
+                         model_kwargs={"in_channels": 9, "num_classes": 6, "widths": [4, 8, 8]},
+                         data={"kind": "worldcereal", "paths": [WC], "batch_size": 4,
+                               "patches": {"size": 16, "train_patches": 8, "eval_patches": 4}},
+                         augment={"mixup_alpha": 0.4}, trainer={"accelerator": "cpu"})
+    assert run(config, fast_dev_run=True, devices=1) == {}
+
+
+def test_mixup_mixes_partners_and_keeps_both_masks():
+    torch.manual_seed(0)
+    x = torch.arange(4.0).reshape(4, 1, 1).expand(4, 3, 2)
+    mask = torch.tensor([[True, False, False]] * 2 + [[False, False, True]] * 2)
+    mixed, mixed_mask, perm, lam = mixup(x, mask, 0.4)
+    assert 0.5 <= lam <= 1.0 and sorted(perm.tolist()) == [0, 1, 2, 3]
+    torch.testing.assert_close(mixed, lam * x + (1 - lam) * x[perm])
+    assert torch.equal(mixed_mask, mask | mask[perm])
 
 
 def test_schedule_and_augment():
@@ -50,14 +69,15 @@ def test_ddp_step_with_two_cpu_processes():
     assert any(not torch.equal(before[k], v) for k, v in module.state_dict().items())
 
 
-def test_evaluate_cli_on_a_slice_of_real_data(tmp_path, capsys):
+@pytest.mark.parametrize("checkpoint", ["tempcnn_worldcereal", "agrunet_worldcereal"])
+def test_evaluate_cli_on_a_slice_of_real_data(tmp_path, capsys, checkpoint):
     table = pd.read_parquet(data_dir(WC) / WC)
     ids = table["sample_id"].drop_duplicates().iloc[:40]
     sliced = tmp_path / "slice.parquet"
     table[table["sample_id"].isin(ids)].to_parquet(sliced)
     (tmp_path / "class_mappings.json").write_bytes((data_dir(WC) / "worldcereal/class_mappings.json").read_bytes())
     out = tmp_path / "report.json"
-    assert main(["evaluate", "--checkpoint", "tempcnn_worldcereal", "--data", str(sliced), "--out", str(out)]) == 0
+    assert main(["evaluate", "--checkpoint", checkpoint, "--data", str(sliced), "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert 0 < report["n"] <= 40 and len(report["confusion_matrix"]) == 6
     assert "macro-F1" in capsys.readouterr().out

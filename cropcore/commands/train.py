@@ -20,9 +20,11 @@ def main(args: argparse.Namespace) -> int:
     from cropcore.train import load_config, run
 
     results = run(load_config(args.config), resume=args.resume, devices=args.devices)
-    for name in ("network", "random_forest"):
+    titles = {"network": "network (held-out real points)", "random_forest": "random_forest (held-out real points)",
+              "network_patches": "network (held-out composed patches, semi-synthetic, pixel metrics)"}
+    for name, title in titles.items():
         if name in results:
-            print(f"== {name} (held-out test)\n{format_report(results[name])}")
+            print(f"== {title}\n{format_report(results[name])}")
     if results:
         print(f"train time {results['train_seconds']} s; split sizes {results['sizes']}")
     return 0
