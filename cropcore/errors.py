@@ -58,3 +58,7 @@ class DatasetFormatError(CropcoreError, ValueError):
 
 class ExportError(CropcoreError, OSError):
     """A map could not be written."""
+
+
+class InferenceError(CropcoreError, RuntimeError):
+    """Inference could not run (device failure, worker crash)."""

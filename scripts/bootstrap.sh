@@ -45,6 +45,6 @@ make_venv() {  # $1 venv dir, $2 requirements file, $3 extra pip args
 make_venv .venv-stac requirements-stac.txt
 make_venv .venv requirements.txt
 # the package itself, editable, without touching the pinned dependencies
-if ! .venv/bin/python -c "import cropcore" 2>/dev/null; then
+if ! .venv/bin/python -m pip show -q cropcore >/dev/null 2>&1; then
   .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 fi

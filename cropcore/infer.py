@@ -1,0 +1,330 @@
+"""Tiled, mixed-precision inference over a datacube on every visible device.
+
+The only module that moves tensors to devices. :func:`predict_map` cuts the cube into overlapping tiles
+(:mod:`cropcore.tiling`), reads them lazily a batch at a time (a background thread reads ahead while the
+model runs), normalises them with the model's statistics, runs the model under autocast on one worker per
+device (in-process for a single device, ``torch.multiprocessing`` workers otherwise), blends the logits of
+overlapping tiles with smooth weights and keeps only the outputs: the class map, the confidence (max
+probability) and, optionally, per-class probabilities.
+
+Devices: ``devices="auto"`` uses every visible CUDA device, else the CPU. ``"cpu:2"`` runs two CPU
+workers; ``"cuda:0,cuda:1"`` picks GPUs; the ``CROPCORE_DEVICES`` environment variable overrides
+``"auto"``. AMP: ``amp=True`` picks bf16 (CPU, or CUDA with bf16 support) or fp16 (older CUDA); ``"bf16"``,
+``"fp16"`` or ``False``/``"fp32"`` force a precision. A CUDA out-of-memory error halves the batch and
+retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+import xarray as xr
+from torch import nn
+
+from cropcore.errors import ConfigError, InferenceError
+from cropcore.models import TempCNN
+from cropcore.tiling import RowBlender, Tile
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+AmpSpec = bool | str
+
+
+def resolve_devices(devices: str | Sequence[str] = "auto") -> list[str]:
+    """Device names, one per worker (``"auto"``: every CUDA device, else one CPU worker)."""
+    if devices == "auto":
+        devices = os.environ.get("CROPCORE_DEVICES", "auto")
+    if devices == "auto":
+        n = torch.cuda.device_count()
+        return [f"cuda:{i}" for i in range(n)] if n else ["cpu"]
+    names = [d.strip() for d in devices.split(",")] if isinstance(devices, str) else list(devices)
+    out: list[str] = []
+    for name in names:
+        if name.startswith("cpu"):
+            count = int(name.split(":")[1]) if ":" in name else 1
+            if count < 1:
+                raise ConfigError(f"need at least one CPU worker, got {name!r}")
+            out += ["cpu"] * count
+        elif name.startswith("cuda"):
+            index = int(name.split(":")[1]) if ":" in name else 0
+            if index >= torch.cuda.device_count():
+                raise ConfigError(f"{name} is not visible ({torch.cuda.device_count()} CUDA devices); "
+                                  "use devices='auto' or 'cpu'")
+            out.append(f"cuda:{index}")
+        else:
+            raise ConfigError(f"unknown device {name!r}: use 'auto', 'cpu', 'cpu:N' or 'cuda:I[,cuda:J]'")
+    if not out:
+        raise ConfigError("no device given")
+    return out
+
+
+def autocast_dtype(device: str, amp: AmpSpec) -> torch.dtype | None:
+    """The autocast dtype for ``device`` (``None``: run in fp32)."""
+    if amp in (False, "fp32", None):
+        return None
+    if amp == "fp16":
+        return torch.float16
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp is not True:
+        raise ConfigError(f"amp must be True, False, 'bf16', 'fp16' or 'fp32', got {amp!r}")
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-band mean/std applied to every tile (NaN becomes the band mean, i.e. 0 after scaling)."""
+
+    mean: np.ndarray  # (C,)
+    std: np.ndarray  # (C,)
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> Normalization:
+        norm = meta["norm"]
+        std = np.asarray(norm["std"], dtype=np.float32)
+        return cls(np.asarray(norm["mean"], dtype=np.float32), np.where(std > 0, std, 1).astype(np.float32))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Normalise ``x`` (..., T, C, h, w) in place-safe fashion."""
+        shape = (-1, 1, 1)
+        out = (x - self.mean.reshape(shape)) / self.std.reshape(shape)
+        return np.nan_to_num(out, nan=0.0).astype(np.float32)
+
+
+class Runner:
+    """One model on one device: logits for a batch of tiles, halving the batch on CUDA OOM."""
+
+    def __init__(self, model: nn.Module, device: str, amp: AmpSpec, threads: int | None = None) -> None:
+        if threads and device == "cpu":
+            torch.set_num_threads(threads)
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.dtype = autocast_dtype(device, amp)
+        self.pixel = isinstance(model, TempCNN)
+        self.multiple = int(getattr(model, "size_multiple", 1))
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, c, h, w = x.shape
+        mask = torch.ones((b, t), dtype=torch.bool, device=x.device)
+        if self.pixel:
+            pixels = x.permute(0, 3, 4, 1, 2).reshape(b * h * w, t, c)
+            logits = self.model(pixels, mask.new_ones((b * h * w, t)))
+            return logits.reshape(b, h, w, -1).permute(0, 3, 1, 2)
+        ph, pw = (-h) % self.multiple, (-w) % self.multiple
+        if ph or pw:  # pad to the model's size multiple, then crop back
+            flat = F.pad(x.reshape(b, t * c, h, w), (0, pw, 0, ph), mode="reflect" if min(h, w) > 1 else "replicate")
+            x = flat.reshape(b, t, c, h + ph, w + pw)
+        return self.model(x, mask)[..., :h, :w]
+
+    @torch.inference_mode()
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """Float32 logits (B, K, h, w) for normalised tiles (B, T, C, h, w)."""
+        try:
+            x = torch.from_numpy(batch).to(self.device, non_blocking=True)
+            if self.dtype is None:
+                out = self._forward(x)
+            else:
+                with torch.autocast(self.device.type, dtype=self.dtype):
+                    out = self._forward(x)
+            return out.float().cpu().numpy()
+        except torch.cuda.OutOfMemoryError:
+            if len(batch) == 1:
+                raise InferenceError(f"{self.device} is out of memory even for one tile: use a smaller tile") from None
+            torch.cuda.empty_cache()
+            half = len(batch) // 2
+            log.warning("CUDA out of memory on %s: retrying with batches of %d", self.device, half)
+            return np.concatenate([self.logits(batch[:half]), self.logits(batch[half:])])
+
+
+def _worker(model: nn.Module, device: str, amp: AmpSpec, threads: int, inbox: mp.Queue, outbox: mp.Queue) -> None:
+    """Process loop: take ``(index, batch)``, put ``(index, logits)``; ``None`` ends it."""
+    try:
+        runner = Runner(model, device, amp, threads)
+        while (job := inbox.get()) is not None:
+            index, batch = job
+            outbox.put((index, runner.logits(batch)))
+    except Exception as exc:  # reported to the parent, which raises it
+        outbox.put((-1, f"{device}: {type(exc).__name__}: {exc}"))
+
+
+class _Pool:
+    """Worker processes, one per device, fed from one queue (so tiles are shared out, never duplicated)."""
+
+    def __init__(self, model: nn.Module, devices: list[str], amp: AmpSpec) -> None:
+        ctx = mp.get_context("spawn")
+        self.inbox, self.outbox = ctx.Queue(), ctx.Queue()
+        cpu_workers = sum(d == "cpu" for d in devices)
+        threads = max(1, (os.cpu_count() or 1) // max(cpu_workers, 1))
+        self.procs = [ctx.Process(target=_worker, args=(model, d, amp, threads, self.inbox, self.outbox), daemon=True)
+                      for d in devices]
+        for p in self.procs:
+            p.start()
+
+    def submit(self, index: int, batch: np.ndarray) -> None:
+        self.inbox.put((index, batch))
+
+    def result(self) -> tuple[int, np.ndarray]:
+        while True:
+            try:
+                index, out = self.outbox.get(timeout=5)
+            except queue.Empty:
+                dead = [p for p in self.procs if not p.is_alive()]
+                if dead:
+                    raise InferenceError(f"an inference worker died (exit code {dead[0].exitcode})") from None
+                continue
+            if index < 0:
+                raise InferenceError(f"inference failed on {out}")
+            return index, out
+
+    def close(self) -> None:
+        for _ in self.procs:
+            self.inbox.put(None)
+        for p in self.procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.terminate()
+
+
+def _batches(tiles: list[Tile], batch_size: int) -> list[list[Tile]]:
+    """Consecutive tiles of equal size, at most ``batch_size`` per batch."""
+    out: list[list[Tile]] = []
+    for t in tiles:
+        if out and len(out[-1]) < batch_size and (out[-1][0].height, out[-1][0].width) == (t.height, t.width):
+            out[-1].append(t)
+        else:
+            out.append([t])
+    return out
+
+
+def _read_batches(
+    cube: xr.DataArray, batches: list[list[Tile]], norm: Normalization, ahead: int
+) -> Iterator[np.ndarray]:
+    """Normalised (B, T, C, h, w) arrays, read lazily from the cube by a thread that stays ``ahead``."""
+    def read(batch: list[Tile]) -> np.ndarray:
+        arrays = [np.asarray(cube.isel(y=t.slices[0], x=t.slices[1]).values, dtype=np.float32) for t in batch]
+        return norm(np.stack(arrays))
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = [pool.submit(read, b) for b in batches[:ahead]]
+        for i in range(len(batches)):
+            if i + ahead < len(batches):
+                pending.append(pool.submit(read, batches[i + ahead]))
+            yield pending[i].result()
+            pending[i] = None  # type: ignore[call-overload]  # free the batch
+
+
+def predict_map(
+    cube: xr.DataArray,
+    model: nn.Module,
+    *,
+    meta: dict,
+    tile: int = 64,
+    overlap: int = 16,
+    batch_size: int = 4,
+    devices: str | Sequence[str] = "auto",
+    amp: AmpSpec = True,
+    probabilities: bool = False,
+    progress: Progress | None = None,
+) -> xr.Dataset:
+    """Crop map of a preprocessed ``(time, band, y, x)`` reflectance cube on the model's time axis.
+
+    ``meta`` is the checkpoint metadata (bands in order, ``norm`` statistics, ``legend``). Returns an
+    ``xarray.Dataset`` on the cube's grid with ``class`` (uint8), ``confidence`` (float32, max probability)
+    and, with ``probabilities=True``, ``probability`` (class, y, x).
+    """
+    bands = list(meta["bands"])
+    have = [str(b) for b in cube["band"].values]
+    if have != bands:
+        missing = [b for b in bands if b not in have]
+        if missing:
+            raise ConfigError(f"the cube lacks bands {missing} that the model needs (it has {have})")
+        cube = cube.sel(band=bands)
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    _, _, height, width = cube.shape
+    classes = len(meta["legend"])
+    device_list = resolve_devices(devices)
+    norm = Normalization.from_meta(meta)
+    cls_map = np.zeros((height, width), dtype=np.uint8)
+    conf = np.zeros((height, width), dtype=np.float32)
+    probs = np.zeros((classes, height, width), dtype=np.float32) if probabilities else None
+
+    def emit(row0: int, block: np.ndarray) -> None:  # blended logits of finished rows
+        p = torch.softmax(torch.from_numpy(block), dim=0).numpy()
+        rows = slice(row0, row0 + block.shape[1])
+        cls_map[rows] = p.argmax(0)
+        conf[rows] = p.max(0)
+        if probs is not None:
+            probs[:, rows] = p
+
+    blender = RowBlender(classes, height, width, tile=tile, overlap=overlap, emit=emit)
+    batches = _batches(blender.tiles, batch_size)
+    report = progress or (lambda f, m: None)
+    report(0.0, f"{len(blender.tiles)} tiles on {', '.join(device_list)}")
+    reader = _read_batches(cube, batches, norm, ahead=2 * len(device_list))
+    if len(device_list) == 1:
+        runner = Runner(model, device_list[0], amp)
+        for i, (batch, data) in enumerate(zip(batches, reader, strict=True)):
+            for t, logits in zip(batch, runner.logits(data), strict=True):
+                blender.add(t, logits)
+            report((i + 1) / len(batches), f"batch {i + 1}/{len(batches)}")
+    else:
+        _run_pool(model, device_list, amp, batches, reader, blender, report)
+    coords = {"y": cube["y"], "x": cube["x"]}
+    out = xr.Dataset({"class": (("y", "x"), cls_map), "confidence": (("y", "x"), conf)}, coords=coords)
+    if probs is not None:
+        out["probability"] = (("class_id", "y", "x"), probs)
+    if "spatial_ref" in cube.coords:
+        out = out.assign_coords(spatial_ref=cube["spatial_ref"])
+    out.attrs["class_names"] = [c["name"] for c in meta["legend"]]
+    return out
+
+
+def _run_pool(
+    model: nn.Module, devices: list[str], amp: AmpSpec, batches: list[list[Tile]], reader: Iterator[np.ndarray],
+    blender: RowBlender, report: Progress,
+) -> None:
+    """Share batches out to one worker per device; blend results in plan order as they come back."""
+    pool = _Pool(model.cpu(), devices, amp)
+    waiting: dict[int, np.ndarray] = {}
+    state = {"in_flight": 0, "done": 0, "next": 0}
+
+    def collect() -> None:
+        index, logits = pool.result()
+        waiting[index] = logits
+        state["in_flight"] -= 1
+        state["done"] += 1
+        state["next"] = _blend_ready(waiting, state["next"], batches, blender)
+        report(state["done"] / len(batches), f"batch {state['done']}/{len(batches)}")
+
+    try:
+        for index, data in enumerate(reader):
+            pool.submit(index, data)
+            state["in_flight"] += 1
+            while state["in_flight"] >= 2 * len(devices):
+                collect()
+        while state["in_flight"]:
+            collect()
+    finally:
+        pool.close()
+
+
+def _blend_ready(waiting: dict[int, np.ndarray], start: int, batches: list[list[Tile]], blender: RowBlender) -> int:
+    """Blend every consecutive finished batch from ``start``; return the next index to wait for."""
+    while start in waiting:
+        for t, logits in zip(batches[start], waiting.pop(start), strict=True):
+            blender.add(t, logits)
+        start += 1
+    return start
