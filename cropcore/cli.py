@@ -1,8 +1,8 @@
 """Command-line entry point: ``python -m cropcore <command> ...``.
 
 Each sub-command lives in ``cropcore.commands.<name>`` and exposes ``register(subparsers)``, which adds
-its parser and sets ``func(args) -> int``. User errors print one line on stderr and exit 2; ``--verbose``
-shows the details.
+its parser and sets ``func(args) -> int``. Errors print one line on stderr and exit 2 (bad input), 3 (no
+scenes) or 4 (STAC API unavailable); ``--verbose`` shows the details.
 """
 
 from __future__ import annotations
@@ -13,12 +13,23 @@ import logging
 import sys
 import traceback
 
-from cropcore.errors import CropcoreError
+from cropcore.errors import CatalogUnavailableError, CropcoreError, NoItemsFoundError
 
-COMMANDS = ("catalog", "search", "train", "evaluate")
+COMMANDS = ("catalog", "search", "predict", "train", "evaluate")
 
 EXIT_USER_ERROR = 2
+EXIT_NO_SCENES = 3
+EXIT_CATALOG_UNAVAILABLE = 4
 EXIT_INTERRUPTED = 130
+
+
+def exit_code(exc: CropcoreError) -> int:
+    """2: bad input or setting; 3: no scenes matched; 4: the STAC API is unavailable."""
+    if isinstance(exc, NoItemsFoundError):
+        return EXIT_NO_SCENES
+    if isinstance(exc, CatalogUnavailableError):
+        return EXIT_CATALOG_UNAVAILABLE
+    return EXIT_USER_ERROR
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             traceback.print_exc()
         print(f"cropcore {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return exit_code(exc)
     except KeyboardInterrupt:
         print(f"cropcore {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 AmpSpec = bool | str
+#: Class value of pixels without any input data.
+NODATA = 255
 
 
 def resolve_devices(devices: str | Sequence[str] = "auto") -> list[str]:
@@ -209,11 +211,16 @@ def _batches(tiles: list[Tile], batch_size: int) -> list[list[Tile]]:
 
 
 def _read_batches(
-    cube: xr.DataArray, batches: list[list[Tile]], norm: Normalization, ahead: int
+    cube: xr.DataArray, batches: list[list[Tile]], norm: Normalization, ahead: int, valid: np.ndarray
 ) -> Iterator[np.ndarray]:
-    """Normalised (B, T, C, h, w) arrays, read lazily from the cube by a thread that stays ``ahead``."""
+    """Normalised (B, T, C, h, w) arrays, read lazily from the cube by a thread that stays ``ahead``.
+
+    Pixels with a value in some date and band are marked in ``valid`` (H, W) as a side effect.
+    """
     def read(batch: list[Tile]) -> np.ndarray:
         arrays = [np.asarray(cube.isel(y=t.slices[0], x=t.slices[1]).values, dtype=np.float32) for t in batch]
+        for t, a in zip(batch, arrays, strict=True):
+            valid[t.slices] |= np.isfinite(a).any(axis=(0, 1))
         return norm(np.stack(arrays))
 
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -241,8 +248,9 @@ def predict_map(
     """Crop map of a preprocessed ``(time, band, y, x)`` reflectance cube on the model's time axis.
 
     ``meta`` is the checkpoint metadata (bands in order, ``norm`` statistics, ``legend``). Returns an
-    ``xarray.Dataset`` on the cube's grid with ``class`` (uint8), ``confidence`` (float32, max probability)
-    and, with ``probabilities=True``, ``probability`` (class, y, x).
+    ``xarray.Dataset`` on the cube's grid with ``class`` (uint8; :data:`NODATA` where the cube holds no
+    value at all), ``confidence`` (float32, max probability; NaN there) and, with ``probabilities=True``,
+    ``probability`` (class, y, x).
     """
     bands = list(meta["bands"])
     have = [str(b) for b in cube["band"].values]
@@ -258,6 +266,7 @@ def predict_map(
     device_list = resolve_devices(devices)
     norm = Normalization.from_meta(meta)
     cls_map = np.zeros((height, width), dtype=np.uint8)
+    valid = np.zeros((height, width), dtype=bool)
     conf = np.zeros((height, width), dtype=np.float32)
     probs = np.zeros((classes, height, width), dtype=np.float32) if probabilities else None
 
@@ -273,7 +282,7 @@ def predict_map(
     batches = _batches(blender.tiles, batch_size)
     report = progress or (lambda f, m: None)
     report(0.0, f"{len(blender.tiles)} tiles on {', '.join(device_list)}")
-    reader = _read_batches(cube, batches, norm, ahead=2 * len(device_list))
+    reader = _read_batches(cube, batches, norm, ahead=2 * len(device_list), valid=valid)
     if len(device_list) == 1:
         runner = Runner(model, device_list[0], amp)
         for i, (batch, data) in enumerate(zip(batches, reader, strict=True)):
@@ -282,6 +291,8 @@ def predict_map(
             report((i + 1) / len(batches), f"batch {i + 1}/{len(batches)}")
     else:
         _run_pool(model, device_list, amp, batches, reader, blender, report)
+    cls_map[~valid] = NODATA
+    conf[~valid] = np.nan
     coords = {"y": cube["y"], "x": cube["x"]}
     out = xr.Dataset({"class": (("y", "x"), cls_map), "confidence": (("y", "x"), conf)}, coords=coords)
     if probs is not None:

@@ -1,0 +1,189 @@
+"""The end-to-end crop-mapping run: search -> load -> preprocess -> infer, timed per stage.
+
+Used by the ``predict`` CLI, the dashboard and the benchmarks. :func:`run` returns a :class:`RunResult`
+holding the prediction on the cube's grid, the scenes used, the assets that could not be read and a run
+manifest; :func:`export_run` writes the crop map and confidence COGs, the class areas and the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import xarray as xr
+
+from cropcore.aoi import AOILike, normalize_aoi
+from cropcore.catalog import SearchResult, search_items
+from cropcore.dates import DateLike, normalize_daterange
+from cropcore.errors import ConfigError
+from cropcore.load import AssetFailure, load_cube
+from cropcore.preprocess import preprocess, time_axis
+
+Progress = Callable[[float, str], None]
+DEFAULT_MODEL = "tempcnn_worldcereal"
+STAGES = ("search", "load", "preprocess", "infer")
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """Everything that determines a run's result (also the cache key of the dashboard)."""
+
+    aoi: AOILike
+    start: DateLike
+    end: DateLike
+    max_cloud: float | None = 80.0
+    catalog: str = "local"
+    collections: Sequence[str] | None = None
+    model: str = DEFAULT_MODEL
+    tile: int = 64
+    overlap: int = 16
+    batch_size: int = 4
+    devices: str = "auto"
+    amp: bool | str = True
+    resolution: float = 10.0
+
+
+@dataclass
+class RunResult:
+    """The outputs of :func:`run`."""
+
+    params: RunParams
+    search: SearchResult
+    axis: pd.DatetimeIndex
+    reflectance: xr.DataArray  # (time, band, y, x) on the model's time axis, lazy
+    prediction: xr.Dataset  # class (uint8), confidence (float32) on the cube's grid
+    meta: dict[str, Any]
+    failures: list[AssetFailure]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c["name"] for c in self.meta["legend"]]
+
+    @property
+    def colors(self) -> dict[int, str]:
+        return {c["id"]: c["color"] for c in self.meta["legend"]}
+
+    def manifest(self) -> dict[str, Any]:
+        """What produced this map: scenes, model and checksum, parameters, versions, time, failures."""
+        params = {k: v for k, v in asdict(self.params).items() if k != "aoi"}
+        return {
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "aoi": normalize_aoi(self.params.aoi).__geo_interface__,
+            "parameters": params,
+            "catalog_url": self.search.url,
+            "items": [item.id for item in self.search.items],
+            "time_axis": [t.strftime("%Y-%m-%d") for t in self.axis],
+            "model": {"name": self.meta.get("name"), "architecture": self.meta.get("model"),
+                      "sha256": self.meta.get("sha256")},
+            "unreadable_assets": [asdict(f) for f in self.failures],
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "versions": {p: version(p) for p in ("cropcore", "torch", "odc-stac", "rasterio", "pystac-client")},
+        }
+
+
+def season_axis(meta: dict[str, Any], start: DateLike, end: DateLike) -> pd.DatetimeIndex:
+    """The model's monthly time axis for the season that contains ``start``.
+
+    A model trained on months ``M11 .. M10`` classifies one November-to-October season: the season whose
+    October is the first one on or after ``start`` (so 2020-11-01 and 2021-03-01 both give Nov 2020 – Oct
+    2021).
+    """
+    axis = meta.get("time_axis", {})
+    steps = axis.get("steps", [])
+    if axis.get("kind") != "season_months" or not steps:
+        raise ConfigError(f"model {meta.get('name')!r} has no monthly season axis; cannot build its input")
+    first, _ = normalize_daterange((start, end))
+    if first is None:
+        raise ConfigError("give a start date: the model needs to know which season to classify")
+    last_month = int(steps[-1][1:])
+    year = first.year if first.month <= last_month else first.year + 1
+    season_end = pd.Timestamp(year=year, month=last_month, day=1)
+    season_start = season_end - pd.DateOffset(months=len(steps) - 1)
+    return time_axis(season_start, freq="monthly", periods=len(steps))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_model(name: str) -> tuple[Any, dict[str, Any]]:
+    """A shipped checkpoint (or file) and its metadata, with the file's sha256 added to the metadata."""
+    from cropcore.models import load_checkpoint
+    from cropcore.models.checkpoint import resolve
+
+    model, meta = load_checkpoint(name)
+    return model, {**meta, "sha256": _sha256(resolve(name))}
+
+
+def run(params: RunParams, *, progress: Progress | None = None, model: tuple[Any, dict] | None = None) -> RunResult:
+    """Search, load, preprocess and classify; ``model`` may pass an already loaded ``(model, meta)``."""
+    from cropcore.infer import predict_map
+
+    report = progress or (lambda f, m: None)
+    timings: dict[str, float] = {}
+    net, meta = model or load_model(params.model)
+    axis = season_axis(meta, params.start, params.end)
+    season_end = (axis[-1] + pd.offsets.MonthEnd(1)).strftime("%Y-%m-%d")
+
+    t0 = time.perf_counter()
+    report(0.0, f"searching scenes for {axis[0]:%b %Y} – {axis[-1]:%b %Y}")
+    found = search_items(params.aoi, (axis[0].strftime("%Y-%m-%d"), season_end), max_cloud=params.max_cloud,
+                         catalog=params.catalog, collections=params.collections)
+    timings["search"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    report(0.1, f"loading {len(found.items)} scenes")
+    bands = list(meta["bands"])
+    has_scl = all("SCL" in item.assets for item in found.items)
+    loaded = load_cube(found.items, [*bands, "SCL"] if has_scl else bands, aoi=params.aoi,
+                       resolution=params.resolution)
+    timings["load"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    report(0.2, "compositing and gap filling")
+    refl = preprocess(loaded.cube, freq="monthly", axis=axis).sel(band=bands)
+    refl = refl.persist() if refl.nbytes < 2**30 else refl  # small AOIs: read once, reuse for phenology
+    timings["preprocess"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+
+    def infer_progress(fraction: float, message: str) -> None:
+        report(0.3 + 0.7 * fraction, f"classifying: {message}")
+
+    prediction = predict_map(refl, net, meta=meta, tile=params.tile, overlap=params.overlap,
+                             batch_size=params.batch_size, devices=params.devices, amp=params.amp,
+                             progress=infer_progress)
+    timings["infer"] = time.perf_counter() - t0
+    report(1.0, "done")
+    return RunResult(params, found, axis, refl, prediction, meta, loaded.failures, timings)
+
+
+def export_run(result: RunResult, out: Path, *, name: str = "cropmap") -> dict[str, Path]:
+    """Write ``<name>.tif`` (classes, with the manifest as ``<name>.json``), ``<name>_confidence.tif`` and
+    ``<name>_areas.csv`` into ``out``; returns their paths."""
+    from cropcore.export import write_cog
+    from cropcore.infer import NODATA
+    from cropcore.stats import class_areas
+
+    t0 = time.perf_counter()
+    manifest = result.manifest()
+    classes = result.prediction["class"]
+    paths = {
+        "map": write_cog(classes, out / f"{name}.tif", class_names=result.class_names, colormap=result.colors,
+                         nodata=NODATA, tags={"MANIFEST": manifest}),
+        "manifest": out / f"{name}.json",
+        "confidence": write_cog(result.prediction["confidence"], out / f"{name}_confidence.tif",
+                                tags={"MANIFEST": manifest, "DESCRIPTION": "max class probability"}),
+        "areas": out / f"{name}_areas.csv",
+    }
+    class_areas(classes, result.class_names, nodata=NODATA).to_csv(paths["areas"], index=False)
+    result.timings["write"] = time.perf_counter() - t0
+    return paths
