@@ -1,0 +1,105 @@
+"""Tiled inference: seams, workers, devices, precision, OOM fallback."""
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from cropcore import infer
+from cropcore.errors import ConfigError, InferenceError
+from cropcore.models import build_model, load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def tempcnn():
+    return load_checkpoint("tempcnn_worldcereal")
+
+
+def random_cube(meta, height=70, width=90, seed=0):
+    rng = np.random.default_rng(seed)
+    data = rng.uniform(0.0, 0.4, (12, len(meta["bands"]), height, width)).astype("float32")
+    data[:, :, :3, :5] = np.nan  # a corner without data
+    return xr.DataArray(data, dims=("time", "band", "y", "x"),
+                        coords={"band": meta["bands"], "y": np.arange(height), "x": np.arange(width)})
+
+
+def test_pixel_model_gives_the_same_map_tiled_and_untiled(tempcnn):
+    model, meta = tempcnn
+    cube = random_cube(meta)
+    tiled = infer.predict_map(cube, model, meta=meta, tile=32, overlap=8, amp=False, probabilities=True)
+    whole = infer.predict_map(cube, model, meta=meta, tile=128, overlap=0, amp=False, probabilities=True)
+    np.testing.assert_array_equal(tiled["class"].values, whole["class"].values)
+    np.testing.assert_allclose(tiled["probability"].values, whole["probability"].values, atol=1e-5)
+    assert (tiled["class"].values[:3, :5] == infer.NODATA).all()
+    assert np.isnan(tiled["confidence"].values[:3, :5]).all()
+    assert tiled["class"].values[3:].max() < len(meta["legend"])
+
+
+def test_probabilities_are_consistent(tempcnn):
+    model, meta = tempcnn
+    out = infer.predict_map(random_cube(meta, 40, 40), model, meta=meta, tile=32, overlap=8, probabilities=True)
+    p = out["probability"].values[:, 5:, 5:]
+    np.testing.assert_allclose(p.sum(0), 1, atol=1e-4)
+    np.testing.assert_array_equal(p.argmax(0), out["class"].values[5:, 5:])
+    np.testing.assert_allclose(p.max(0), out["confidence"].values[5:, 5:], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_two_cpu_workers_match_one(tempcnn):
+    model, meta = tempcnn
+    cube = random_cube(meta, 100, 100)
+    one = infer.predict_map(cube, model, meta=meta, tile=32, overlap=8, batch_size=2, devices="cpu")
+    two = infer.predict_map(cube, model, meta=meta, tile=32, overlap=8, batch_size=2, devices="cpu:2")
+    np.testing.assert_array_equal(one["class"].values, two["class"].values)
+    np.testing.assert_array_equal(one["confidence"].values, two["confidence"].values)
+
+
+def test_patch_model_on_a_raster_smaller_than_its_size_multiple(tempcnn):
+    _, meta = tempcnn
+    unet = build_model("agrunet", in_channels=len(meta["bands"]), num_classes=len(meta["legend"]),
+                       widths=(8, 16, 32)).eval()
+    out = infer.predict_map(random_cube(meta, 37, 45), unet, meta=meta, tile=32, overlap=8, amp="bf16")
+    assert out["class"].shape == (37, 45)
+
+
+def test_oom_halves_the_batch_and_completes(tempcnn, monkeypatch):
+    """A CUDA OOM cannot be caused on a CPU machine: inject it for batches of more than one tile."""
+    model, _ = tempcnn
+    runner = infer.Runner(model, "cpu", amp=False)
+    real = runner._forward
+    sizes = []
+
+    def flaky(x):
+        sizes.append(x.shape[0])
+        if x.shape[0] > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
+        return real(x)
+
+    monkeypatch.setattr(runner, "_forward", flaky)
+    batch = np.random.default_rng(0).normal(size=(4, 12, 9, 8, 8)).astype("float32")
+    logits = runner.logits(batch)
+    assert logits.shape == (4, 6, 8, 8) and sizes == [4, 2, 1, 1, 2, 1, 1]
+    monkeypatch.setattr(runner, "_forward", lambda x: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("x")))
+    with pytest.raises(InferenceError, match="smaller tile"):
+        runner.logits(batch[:1])
+
+
+def test_devices_and_precision(monkeypatch):
+    assert infer.resolve_devices("cpu:3") == ["cpu"] * 3
+    monkeypatch.setenv("CROPCORE_DEVICES", "cpu:2")
+    assert infer.resolve_devices("auto") == ["cpu", "cpu"]
+    with pytest.raises(ConfigError, match="not visible"):
+        infer.resolve_devices("cuda:7")
+    with pytest.raises(ConfigError, match="unknown device"):
+        infer.resolve_devices("tpu")
+    assert infer.autocast_dtype("cpu", True) is torch.bfloat16
+    assert infer.autocast_dtype("cpu", "fp32") is None
+    with pytest.raises(ConfigError):
+        infer.autocast_dtype("cpu", "int8")
+
+
+def test_missing_bands_are_refused(tempcnn):
+    model, meta = tempcnn
+    cube = random_cube(meta).sel(band=meta["bands"][:5])
+    with pytest.raises(ConfigError, match="lacks bands"):
+        infer.predict_map(cube, model, meta=meta)
