@@ -1,15 +1,18 @@
 """Parameters, FLOPs and CPU throughput of AgrUNet on 128 x 128 x 10-band patches, batch 1.
 
-Usage: ``python benchmarks/bench_model.py [--repeats 5] [--out benchmarks/results/agrunet_cpu.json]``.
+Usage: ``python benchmarks/bench_model.py [--repeats 5] [--widths 16 32 64 128] [--out FILE.json]``.
 FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (2 x multiply-accumulates, convolutions and
 matmuls only); throughput is the median of ``--repeats`` timed forward passes after two warm-ups, in
-``torch.inference_mode`` with and without bf16 autocast.
+``torch.inference_mode`` with and without bf16 autocast. The 1-minute load average before and after is
+recorded: on a shared machine it says how much the numbers can be trusted.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import platform
 import statistics
 import time
@@ -37,10 +40,14 @@ def measure(model: torch.nn.Module, t: int, dtype: str, repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/agrunet_cpu.json"))
+    parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64, 128])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/model_agrunet_cpu.json"))
     args = parser.parse_args()
-    model = build_model("agrunet", in_channels=10, num_classes=10).eval()
+    model = build_model("agrunet", in_channels=10, num_classes=10, widths=tuple(args.widths)).eval()
     result = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "loadavg_1min_before": os.getloadavg()[0],
+        "cpus": os.cpu_count(),
         "model": "agrunet",
         "kwargs": {"in_channels": 10, "num_classes": 10, "widths": list(model.widths)},
         "params": sum(p.numel() for p in model.parameters()),
@@ -59,6 +66,7 @@ def main() -> None:
                    "gflop_per_s": round(gflop * rate, 1)}
             result["runs"].append(run)
             print(json.dumps(run))
+    result["loadavg_1min_after"] = os.getloadavg()[0]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"params {result['params']:,}; wrote {args.out}")

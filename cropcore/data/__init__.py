@@ -1,1 +1,2 @@
-"""Datasets: WorldCereal and dl4sits point time series, PASTIS-format and composed patches."""
+"""Datasets: WorldCereal and dl4sits point time series, PASTIS-format and composed (semi-synthetic) patches,
+and a sharded streaming dataset for data larger than memory."""
