@@ -1,7 +1,8 @@
-"""Statistics of crop maps: area per class."""
+"""Statistics of crop maps: area per class, NDVI phenology per class."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -52,3 +53,38 @@ def class_areas(
         "hectares": hectares,
         "percent": 100 * hectares / total if total else np.zeros(k),
     })
+
+
+def phenology(
+    reflectance: xr.DataArray, class_map: xr.DataArray, class_names: Sequence[str], nodata: int | None = 255
+) -> pd.DataFrame:
+    """NDVI median and inter-quartile range per class and time step (classes without pixels left out).
+
+    ``reflectance`` is a (time, band, y, x) cube with bands B08 and B04; ``class_map`` a (y, x) map on the
+    same grid. Returns one row per (class, time): class_id, class, time, median, q25, q75, pixels (the
+    class's mapped pixels; NaN observations are skipped in the quantiles).
+    """
+    from cropcore.preprocess import normalized_difference
+
+    classes = np.asarray(class_map.values)
+    if classes.shape != (reflectance.sizes["y"], reflectance.sizes["x"]):
+        raise ConfigError(f"the class map {classes.shape} and the cube "
+                          f"({reflectance.sizes['y']}, {reflectance.sizes['x']}) are not on the same grid")
+    ndvi = np.asarray(normalized_difference(reflectance, "B08", "B04").transpose("time", "y", "x").values)
+    times = pd.DatetimeIndex(reflectance["time"].values)
+    valid = classes != nodata if nodata is not None else np.ones(classes.shape, dtype=bool)
+    k = len(class_names)
+    if classes[valid].size and classes[valid].max() >= k:
+        raise ConfigError(f"the map holds class {int(classes[valid].max())} but the legend has {k} classes")
+    frames = []
+    for class_id in np.unique(classes[valid]):
+        series = ndvi[:, classes == class_id]  # (time, pixels)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN steps give NaN, as they should
+            q25, median, q75 = np.nanpercentile(series, [25, 50, 75], axis=1)
+        frames.append(pd.DataFrame({
+            "class_id": int(class_id), "class": class_names[class_id], "time": times,
+            "median": median, "q25": q25, "q75": q75, "pixels": series.shape[1],
+        }))
+    columns = ["class_id", "class", "time", "median", "q25", "q75", "pixels"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)

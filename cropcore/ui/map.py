@@ -113,3 +113,12 @@ def show_map(m: folium.Map, *, key: str, layers: Sequence[folium.FeatureGroup] =
                       returned_objects=["all_drawings", "last_active_drawing"])
     drawings = (state or {}).get("all_drawings") or []
     return {"type": "FeatureCollection", "features": drawings} if drawings else None
+
+
+def show_view_map(m: folium.Map, *, key: str, height: int = 560, clicks: bool = False) -> tuple[float, float] | None:
+    """Render ``m`` (no drawing) with local assets; with ``clicks``, return the last clicked (lat, lon)."""
+    localize(m, static_dir(), static_base_url())
+    state = st_folium(m, key=key, height=height, use_container_width=True,
+                      returned_objects=["last_clicked"] if clicks else [])
+    point = (state or {}).get("last_clicked")
+    return (point["lat"], point["lng"]) if point else None

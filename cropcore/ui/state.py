@@ -7,6 +7,7 @@ from typing import Any
 import streamlit as st
 
 from cropcore.catalog import SearchResult
+from cropcore.pipeline import RunResult
 
 AOI = "cropcore.aoi"  # GeoJSON FeatureCollection of the area of interest (lon/lat)
 AOI_SOURCE = "cropcore.aoi_source"  # "drawn", "uploaded" or "demo"
@@ -15,6 +16,7 @@ SEARCH = "cropcore.search"  # SearchResult of the last search
 SEARCH_PARAMS = "cropcore.search_params"  # the parameters that produced SEARCH
 LAST_DRAWN = "cropcore.last_drawn"  # last drawing seen on the map (to tell a new drawing from a rerun)
 LAST_UPLOAD = "cropcore.last_upload"  # last uploaded AOI seen (same purpose)
+RUN = "cropcore.run"  # RunResult of the last crop-map run (Crop map, Analysis, Export pages)
 
 # Widget keys
 CATALOG_CHOICE = "widget.catalog_choice"
@@ -25,6 +27,11 @@ DATES = "widget.dates"
 MAX_CLOUD = "widget.max_cloud"
 UPLOAD = "widget.aoi_upload"
 SEARCH_MAP = "widget.search_map"
+MODEL = "widget.model"
+OPACITY = "widget.opacity"
+TRUE_COLOUR_STEP = "widget.true_colour_step"
+CROP_MAP = "widget.crop_map"
+ANALYSIS_MAP = "widget.analysis_map"
 
 
 def get_aoi() -> dict[str, Any] | None:
@@ -50,3 +57,13 @@ def set_search(result: SearchResult, params: dict[str, Any]) -> None:
     """Keep a search result (and what produced it) for the later pages."""
     st.session_state[SEARCH] = result
     st.session_state[SEARCH_PARAMS] = params
+
+
+def get_run() -> RunResult | None:
+    """The last crop-map run, or None."""
+    return st.session_state.get(RUN)
+
+
+def set_run(result: RunResult) -> None:
+    """Keep a crop-map run for the Analysis and Export pages."""
+    st.session_state[RUN] = result

@@ -1,0 +1,68 @@
+"""Plotly figures of crop maps: area per class, NDVI phenology per class, the NDVI curve of one pixel."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+_LAYOUT = {"template": "plotly_white", "margin": {"l": 10, "r": 10, "t": 50, "b": 10}, "height": 380}
+NDVI_RANGE = (-0.2, 1.0)
+
+
+def _rgba(colour: str, alpha: float) -> str:
+    c = colour.lstrip("#")
+    return f"rgba({int(c[0:2], 16)}, {int(c[2:4], 16)}, {int(c[4:6], 16)}, {alpha})"
+
+
+def area_bar(areas: pd.DataFrame, colors: Mapping[int, str]) -> go.Figure:
+    """Horizontal bars of hectares per class (from :func:`cropcore.stats.class_areas`), labelled with %."""
+    rows = areas.sort_values("hectares")
+    fig = go.Figure(go.Bar(
+        x=rows["hectares"], y=rows["class"], orientation="h",
+        marker_color=[colors.get(int(i), "#888888") for i in rows["class_id"]],
+        text=[f"{ha:,.1f} ha · {pct:.1f} %" for ha, pct in zip(rows["hectares"], rows["percent"], strict=True)],
+        textposition="auto", customdata=rows[["pixels", "percent"]],
+        hovertemplate="%{y}: %{x:,.2f} ha (%{customdata[1]:.1f} %, %{customdata[0]:,} pixels)<extra></extra>",
+    ))
+    fig.update_layout(title="Area per class", xaxis_title="hectares", yaxis_title=None, showlegend=False,
+                      **_LAYOUT)
+    return fig
+
+
+def phenology_figure(pheno: pd.DataFrame, colors: Mapping[int, str]) -> go.Figure:
+    """NDVI median per class over time with its inter-quartile band (from :func:`cropcore.stats.phenology`)."""
+    fig = go.Figure()
+    for class_id, rows in pheno.groupby("class_id", sort=True):
+        colour = colors.get(int(class_id), "#888888")
+        name = f"{rows['class'].iloc[0]} ({int(rows['pixels'].iloc[0]):,} px)"
+        fig.add_trace(go.Scatter(
+            x=list(rows["time"]) + list(rows["time"])[::-1], y=list(rows["q75"]) + list(rows["q25"])[::-1],
+            fill="toself", fillcolor=_rgba(colour, 0.18), line={"width": 0}, hoverinfo="skip",
+            legendgroup=str(class_id), showlegend=False, name=f"{name} IQR",
+        ))
+        fig.add_trace(go.Scatter(
+            x=rows["time"], y=rows["median"], mode="lines+markers", name=name, legendgroup=str(class_id),
+            line={"color": colour, "width": 2.5},
+            hovertemplate="%{x|%b %Y}: NDVI %{y:.2f}<extra>" + str(rows["class"].iloc[0]) + "</extra>",
+        ))
+    fig.update_layout(title="NDVI phenology per class (median and inter-quartile range)",
+                      xaxis_title=None, yaxis_title="NDVI", yaxis_range=NDVI_RANGE,
+                      legend={"orientation": "h", "y": -0.15}, **_LAYOUT)
+    return fig
+
+
+def pixel_ndvi_figure(times: Sequence, ndvi: Sequence[float], *, label: str, color: str = "#1565c0",
+                      reference: pd.DataFrame | None = None) -> go.Figure:
+    """The NDVI curve of one pixel; ``reference`` (phenology rows of its class) adds the class median."""
+    fig = go.Figure()
+    if reference is not None and len(reference):
+        fig.add_trace(go.Scatter(x=reference["time"], y=reference["median"], mode="lines",
+                                 name="class median", line={"color": "#9e9e9e", "dash": "dash"}))
+    fig.add_trace(go.Scatter(x=list(times), y=np.asarray(ndvi, dtype=float), mode="lines+markers", name=label,
+                             line={"color": color, "width": 3}))
+    fig.update_layout(title=f"NDVI of the clicked pixel: {label}", yaxis_title="NDVI", yaxis_range=NDVI_RANGE,
+                      legend={"orientation": "h", "y": -0.15}, **_LAYOUT)
+    return fig

@@ -1,0 +1,124 @@
+"""Crop-map runs: parameters from the session, the pipeline with progress, results cached by parameters."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from dataclasses import asdict
+from datetime import date
+from typing import Any
+
+import streamlit as st
+
+from cropcore import pipeline
+from cropcore.errors import CropcoreError
+from cropcore.models.checkpoint import CHECKPOINT_DIR
+from cropcore.pipeline import RunParams, RunResult
+from cropcore.ui import state
+from cropcore.ui.search import DEMO_AOI
+
+#: The demo season (the embedded catalog's WorldCereal composites, Nov 2020 - Oct 2021).
+DEMO_DATES = (date(2020, 11, 1), date(2021, 10, 31))
+MAX_RUNS = 8  # results kept in memory (shared by all sessions of this server)
+
+
+def params_key(params: RunParams) -> str:
+    """A stable text key of everything that determines a run's result."""
+    return json.dumps(asdict(params), sort_keys=True, default=str)
+
+
+def run_params(model: str, catalog: str) -> tuple[RunParams, str]:
+    """The run for the session's search (or AOI), or the demo area and season; and a description of it."""
+    searched = st.session_state.get(state.SEARCH_PARAMS)
+    aoi = state.get_aoi()
+    if searched is not None:
+        start, end = searched["datetime"]
+        params = RunParams(searched["aoi"], start, end, max_cloud=searched["max_cloud"],
+                           catalog=searched["catalog"], model=model)
+        where = f"the searched area ({st.session_state.get(state.AOI_SOURCE)})"
+    elif aoi is not None:
+        params = RunParams(aoi, *DEMO_DATES, catalog=catalog, model=model)
+        where = f"the {st.session_state.get(state.AOI_SOURCE)} area"
+    else:
+        params = RunParams(DEMO_AOI, *DEMO_DATES, catalog=catalog, model=model)
+        where = "the demo area (WorldCereal, Belgium)"
+    return params, f"{where}, season {params.start:%Y-%m-%d} to {params.end:%Y-%m-%d}, catalog {params.catalog}"
+
+
+@st.cache_resource(show_spinner=False)
+def _store() -> OrderedDict[str, RunResult]:
+    return OrderedDict()
+
+
+@st.cache_resource(show_spinner="Loading the model...")
+def load_model(name: str) -> tuple[Any, dict[str, Any]]:
+    """A shipped checkpoint, loaded once per server."""
+    return pipeline.load_model(name)
+
+
+@st.cache_data(show_spinner=False)
+def dashboard_models() -> dict[str, str]:
+    """Shipped checkpoints that classify a monthly season (name -> architecture); others need dated input."""
+    names = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt"))
+    metas = {name: load_model(name)[1] for name in names}
+    return {n: m["model"] for n, m in metas.items() if m.get("time_axis", {}).get("kind") == "season_months"}
+
+
+def cached(params: RunParams) -> RunResult | None:
+    """The result of an earlier run with the same parameters, or None."""
+    store = _store()
+    key = params_key(params)
+    if key in store:
+        store.move_to_end(key)
+        return store[key]
+    return None
+
+
+def execute(params: RunParams) -> RunResult | None:
+    """Run the pipeline with a progress bar and one status line per stage; errors are shown, not raised."""
+    status = st.status("Running the crop map...", expanded=True)
+    bar = status.progress(0.0, text="starting")
+    shown: list[str] = []
+    t0 = time.perf_counter()
+
+    def progress(fraction: float, message: str) -> None:
+        bar.progress(min(max(fraction, 0.0), 1.0), text=message)
+        stage = message.split(":")[0]
+        if not shown or shown[-1] != stage:
+            shown.append(stage)
+            status.write(f"{time.perf_counter() - t0:5.1f} s · {message}")
+
+    try:
+        result = pipeline.run(params, progress=progress, model=load_model(params.model))
+    except CropcoreError as exc:
+        status.update(label="The crop map could not be made", state="error", expanded=False)
+        st.error(str(exc))
+        return None
+    timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
+    status.update(label=f"Crop map ready in {time.perf_counter() - t0:.1f} s ({timings})", state="complete",
+                  expanded=False)
+    store = _store()
+    store[params_key(params)] = result
+    while len(store) > MAX_RUNS:
+        store.popitem(last=False)
+    return result
+
+
+def model_selector() -> str:
+    """The shipped checkpoint to run (the pipeline's default first)."""
+    models = dashboard_models()
+    names = sorted(models, key=lambda n: n != pipeline.DEFAULT_MODEL)
+    return st.selectbox("Model", names, key=state.MODEL, format_func=lambda n: f"{n} ({models[n]})",
+                        help="Shipped checkpoints; the Model page has their model card and metrics")
+
+
+def run_button(params: RunParams, *, ready: bool) -> RunResult | None:
+    """The run button; returns the result for ``params`` (cached ones at once) and keeps it in the session."""
+    result = cached(params)
+    if st.button("Run the crop map", type="primary", disabled=not ready and result is None,
+                 help=None if ready else "Needs a reachable catalog (see the sidebar)"):
+        result = result or execute(params)
+    if result is not None:
+        state.set_run(result)
+    return result
