@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import dask
+import dask.array as da
 import numpy as np
 import torch
 import torch.multiprocessing as mp
@@ -210,6 +212,47 @@ def _batches(tiles: list[Tile], batch_size: int) -> list[list[Tile]]:
     return out
 
 
+class WindowReader:
+    """Windows of a ``(time, band, y, x)`` cube; each dask chunk is computed once while tiles need it.
+
+    Tiles arrive row-major, so a chunk is dropped as soon as the reading position has passed its last row:
+    memory holds the chunk rows under the current tiles, not the cube.
+    """
+
+    def __init__(self, cube: xr.DataArray) -> None:
+        data = cube.data
+        self.lazy = isinstance(data, da.Array)
+        if self.lazy:
+            data = data.rechunk({0: -1, 1: -1})
+            self.ybounds = np.cumsum((0, *data.chunks[2]))
+            self.xbounds = np.cumsum((0, *data.chunks[3]))
+        self.data = data
+        self.cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def _blocks(self, bounds: np.ndarray, lo: int, hi: int) -> range:
+        return range(int(np.searchsorted(bounds, lo, side="right")) - 1, int(np.searchsorted(bounds, hi, side="left")))
+
+    def read(self, ys: slice, xs: slice) -> np.ndarray:
+        """The window ``[:, :, ys, xs]`` as float32."""
+        if not self.lazy:
+            return np.asarray(self.data[:, :, ys, xs], dtype=np.float32)
+        iys, ixs = self._blocks(self.ybounds, ys.start, ys.stop), self._blocks(self.xbounds, xs.start, xs.stop)
+        missing = [(i, j) for i in iys for j in ixs if (i, j) not in self.cache]
+        if missing:
+            arrays = dask.compute(*[self.data.blocks[:, :, i, j] for i, j in missing])
+            self.cache.update({k: np.asarray(v, dtype=np.float32) for k, v in zip(missing, arrays, strict=True)})
+        y0, x0 = self.ybounds[iys.start], self.xbounds[ixs.start]
+        rows = [np.concatenate([self.cache[i, j] for j in ixs], axis=3) for i in iys]
+        window = np.concatenate(rows, axis=2)
+        return window[:, :, ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+
+    def release_above(self, row: int) -> None:
+        """Forget chunks that end at or above ``row``."""
+        if self.lazy:
+            for key in [k for k in self.cache if self.ybounds[k[0] + 1] <= row]:
+                del self.cache[key]
+
+
 def _read_batches(
     cube: xr.DataArray, batches: list[list[Tile]], norm: Normalization, ahead: int, valid: np.ndarray
 ) -> Iterator[np.ndarray]:
@@ -217,8 +260,11 @@ def _read_batches(
 
     Pixels with a value in some date and band are marked in ``valid`` (H, W) as a side effect.
     """
+    reader = WindowReader(cube)
+
     def read(batch: list[Tile]) -> np.ndarray:
-        arrays = [np.asarray(cube.isel(y=t.slices[0], x=t.slices[1]).values, dtype=np.float32) for t in batch]
+        reader.release_above(batch[0].row)
+        arrays = [reader.read(*t.slices) for t in batch]
         for t, a in zip(batch, arrays, strict=True):
             valid[t.slices] |= np.isfinite(a).any(axis=(0, 1))
         return norm(np.stack(arrays))

@@ -28,7 +28,8 @@ from cropcore.preprocess import preprocess, time_axis
 
 Progress = Callable[[float, str], None]
 DEFAULT_MODEL = "tempcnn_worldcereal"
-STAGES = ("search", "load", "preprocess", "infer")
+#: Reflectance cubes smaller than this are computed once and kept in memory (the dashboard's plots reuse them).
+PERSIST_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -143,14 +144,16 @@ def run(params: RunParams, *, progress: Progress | None = None, model: tuple[Any
     report(0.1, f"loading {len(found.items)} scenes")
     bands = list(meta["bands"])
     has_scl = all("SCL" in item.assets for item in found.items)
+    # chunk rows as tall as the tile stride: inference then holds about two chunk rows of input at a time
+    chunks = {"y": params.tile - params.overlap, "x": 512}
     loaded = load_cube(found.items, [*bands, "SCL"] if has_scl else bands, aoi=params.aoi,
-                       resolution=params.resolution)
+                       resolution=params.resolution, chunks=chunks)
     timings["load"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     report(0.2, "compositing and gap filling")
     refl = preprocess(loaded.cube, freq="monthly", axis=axis).sel(band=bands)
-    refl = refl.persist() if refl.nbytes < 2**30 else refl  # small AOIs: read once, reuse for phenology
+    refl = refl.persist() if refl.nbytes < PERSIST_BYTES else refl  # small AOIs: read once, reuse for plots
     timings["preprocess"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -103,3 +103,26 @@ def test_missing_bands_are_refused(tempcnn):
     cube = random_cube(meta).sel(band=meta["bands"][:5])
     with pytest.raises(ConfigError, match="lacks bands"):
         infer.predict_map(cube, model, meta=meta)
+
+
+def test_window_reader_computes_each_chunk_once_and_matches_numpy():
+    import dask.array as da
+
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(3, 2, 90, 70)).astype("float32")
+    calls = []
+
+    def count(block, block_info=None):
+        calls.append(block_info[0]["chunk-location"])
+        return block
+
+    lazy = da.from_array(values, chunks=(3, 2, 25, 30)).map_blocks(count, dtype="float32")
+    cube = xr.DataArray(lazy, dims=("time", "band", "y", "x"))
+    reader = infer.WindowReader(cube)
+    from cropcore.tiling import plan_tiles
+
+    for t in plan_tiles(90, 70, tile=32, overlap=8):
+        reader.release_above(t.row)
+        np.testing.assert_array_equal(reader.read(*t.slices), values[(slice(None), slice(None), *t.slices)])
+        assert len(reader.cache) <= 3 * 3  # only the chunk rows under the current tile (32 rows over 25-row chunks)
+    assert len(calls) == len(set(calls)) == 4 * 3  # every chunk computed exactly once
