@@ -25,6 +25,8 @@ st.markdown(
 st.subheader("Embedded catalog")
 sidebar.embedded_status()
 st.page_link("pages/1_Search.py", label="Start: search scenes", icon=":material/search:")
+st.page_link("pages/2_Crop_map.py", label="Or map the demo area right away", icon=":material/map:")
 st.caption("New here? Open Search, press *Use the demo area* (or draw over the dashed green box) "
-           "and *Search scenes*: the demo season 2020/21 lists the WorldCereal monthly scenes.")
+           "and *Search scenes*: the demo season 2020/21 lists the WorldCereal monthly scenes. "
+           "Or open Crop map and press *Run the crop map*: without a search it maps the demo area.")
 sidebar.session_summary()

@@ -25,39 +25,32 @@ from cropcore.ui.overlay import (
     to_web_mercator,
     true_colour,
 )
-from cropcore.ui.runs import params_key
+from cropcore.ui.runs import BY_RUN
 
 MEDIAN = "season median"
 
 
-def _run_key(result: RunResult) -> str:
-    return params_key(result.params)
-
-
-_BY_RUN = {RunResult: _run_key}
-
-
-@st.cache_data(hash_funcs=_BY_RUN, max_entries=16, show_spinner=False)
+@st.cache_data(hash_funcs=BY_RUN, max_entries=16, show_spinner=False)
 def areas(result: RunResult) -> pd.DataFrame:
     """Hectares and percent per class of a run."""
     return class_areas(result.prediction["class"], result.class_names, nodata=NODATA)
 
 
-@st.cache_data(hash_funcs=_BY_RUN, max_entries=16, show_spinner=False)
+@st.cache_data(hash_funcs=BY_RUN, max_entries=16, show_spinner=False)
 def class_image(result: RunResult) -> tuple[np.ndarray, Bounds]:
     """RGBA class map in Web Mercator and its lon/lat corners."""
     merc = to_web_mercator(result.prediction["class"], nodata=NODATA, categorical=True)
     return class_rgba(merc.values, result.colors, nodata=NODATA), latlon_bounds(merc)
 
 
-@st.cache_data(hash_funcs=_BY_RUN, max_entries=16, show_spinner=False)
+@st.cache_data(hash_funcs=BY_RUN, max_entries=16, show_spinner=False)
 def confidence_image(result: RunResult) -> tuple[np.ndarray, Bounds]:
     """RGBA confidence (max class probability, 0..1) in Web Mercator and its corners."""
     merc = to_web_mercator(result.prediction["confidence"], nodata=np.nan, categorical=False)
     return scalar_rgba(merc.values), latlon_bounds(merc)
 
 
-@st.cache_data(hash_funcs=_BY_RUN, max_entries=16, show_spinner=False)
+@st.cache_data(hash_funcs=BY_RUN, max_entries=16, show_spinner=False)
 def true_colour_image(result: RunResult, step: int | None) -> tuple[np.ndarray, Bounds]:
     """Stretched Sentinel-2 true colour (B04/B03/B02) of one time step (None: season median)."""
     merc = to_web_mercator(true_colour(result.reflectance, step), nodata=np.nan, categorical=False)

@@ -28,6 +28,15 @@ def params_key(params: RunParams) -> str:
     return json.dumps(asdict(params), sort_keys=True, default=str)
 
 
+def run_key(result: RunResult) -> str:
+    """The key of a run's parameters."""
+    return params_key(result.params)
+
+
+#: ``st.cache_data(hash_funcs=BY_RUN)``: functions of a run are cached by the run's parameters.
+BY_RUN = {RunResult: run_key}
+
+
 def run_params(model: str, catalog: str) -> tuple[RunParams, str]:
     """The run for the session's search (or AOI), or the demo area and season; and a description of it."""
     searched = st.session_state.get(state.SEARCH_PARAMS)

@@ -1,0 +1,23 @@
+"""Analysis: area per class, NDVI phenology per class and the NDVI curve of a clicked pixel."""
+
+import streamlit as st
+
+from cropcore.ui import analysis, sidebar, state
+
+st.set_page_config(page_title="cropcore · Analysis", layout="wide")
+sidebar.render()
+
+st.title("Analysis")
+result = state.get_run()
+if result is None:
+    st.info("No crop map yet: make one first.")
+    st.page_link("pages/2_Crop_map.py", label="Go to Crop map", icon=":material/map:")
+else:
+    area_col, pheno_col = st.columns(2, gap="large")
+    with area_col:
+        analysis.area_section(result)
+    with pheno_col:
+        analysis.phenology_section(result)
+    st.subheader("One pixel")
+    analysis.pixel_section(result)
+sidebar.session_summary()
