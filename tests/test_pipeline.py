@@ -1,0 +1,102 @@
+"""End to end on real data: the local STAC API -> odc-stac cube -> shipped model -> COG, and the predict CLI."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+from rio_cogeo.cogeo import cog_validate
+
+from cropcore.errors import ConfigError
+from cropcore.infer import NODATA
+from cropcore.pipeline import RunParams, export_run, run, season_axis
+
+DEMO = (5.3189, 50.6286, 5.3334, 50.6378)
+
+
+@pytest.fixture(scope="module")
+def demo_run(stac_api):
+    messages = []
+    result = run(RunParams(aoi=DEMO, start="2020-11-01", end="2021-10-31", catalog=stac_api),
+                 progress=lambda f, m: messages.append((f, m)))
+    return result, messages
+
+
+def test_run_on_the_demo_patch(demo_run):
+    result, messages = demo_run
+    assert len(result.search.items) == 10  # December and January have no valid pixel (100 % cloud)
+    assert [t.month for t in result.axis] == [11, 12, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    assert result.reflectance.sizes["time"] == 12 and list(result.reflectance["band"].values) == result.meta["bands"]
+    classes = result.prediction["class"].values
+    inside = classes[classes != NODATA]
+    assert inside.size >= 100 * 100 and inside.max() < len(result.class_names)
+    assert len(np.unique(inside)) >= 2  # a real patch of fields is not one class
+    assert [f for f, _ in messages] == sorted(f for f, _ in messages) and messages[-1][0] == 1.0
+    assert set(result.timings) == {"search", "load", "preprocess", "infer"}
+    assert result.failures == []
+
+
+def test_export_writes_valid_cogs_with_legend_and_manifest(demo_run, tmp_path):
+    result, _ = demo_run
+    paths = export_run(result, tmp_path, name="demo")
+    assert cog_validate(str(paths["map"]))[0] and cog_validate(str(paths["confidence"]))[0]
+    with rasterio.open(paths["map"]) as ds:
+        assert ds.crs.to_epsg() == 32631 and ds.nodata == NODATA
+        assert json.loads(ds.tags()["CLASS_NAMES"]) == result.class_names
+        colour = result.meta["legend"][1]["color"]
+        assert ds.colormap(1)[1][:3] == tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+        manifest = json.loads(ds.tags()["MANIFEST"])
+        np.testing.assert_array_equal(ds.read(1), result.prediction["class"].values)
+    assert manifest["items"] == [i.id for i in result.search.items]
+    assert manifest["model"]["sha256"] == result.meta["sha256"] and len(manifest["model"]["sha256"]) == 64
+    areas = paths["areas"].read_text().splitlines()
+    assert areas[0] == "class_id,class,pixels,hectares,percent" and len(areas) == 1 + len(result.class_names)
+    assert json.loads(paths["manifest"].read_text())["MANIFEST"]["catalog_url"] == result.search.url
+
+
+def test_season_axis_follows_the_start_date(demo_run):
+    meta = demo_run[0].meta
+    assert season_axis(meta, "2021-03-15", "2021-09-30")[0].strftime("%Y-%m") == "2020-11"
+    assert season_axis(meta, "2021-11-02", None)[-1].strftime("%Y-%m") == "2022-10"
+    with pytest.raises(ConfigError, match="season"):
+        season_axis({"name": "x", "time_axis": {"kind": "dekads"}}, "2021-01-01", "2021-02-01")
+
+
+def cropcore(*args):
+    return subprocess.run([sys.executable, "-m", "cropcore", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_predict_cli_writes_the_map(stac_api, tmp_path):
+    out = tmp_path / "maps" / "map.tif"
+    proc = cropcore("predict", "--bbox", *map(str, DEMO), "--start", "2020-11-01", "--end", "2021-10-31",
+                    "--catalog", stac_api, "--out", str(out), "--precision", "fp32")
+    assert proc.returncode == 0, proc.stderr
+    assert "10 scenes" in proc.stdout and "timings" in proc.stdout
+    assert sorted(p.name for p in out.parent.iterdir()) == [
+        "map.json", "map.tif", "map_areas.csv", "map_confidence.json", "map_confidence.tif"]
+    with rasterio.open(out) as ds:
+        assert ds.colormap(1) and "CLASS_NAMES" in ds.tags()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("--start", "2018-11-01", "--end", "2019-10-31"), 3, "no scenes"),
+        (("--start", "2021-05-01", "--end", "2021-01-01"), 2, "reversed"),
+        (("--start", "2020-11-01", "--end", "2021-10-31", "--model", "nope"), 2, "no checkpoint"),
+    ],
+)
+def test_predict_cli_errors_leave_no_file(stac_api, tmp_path, args, code, message):
+    out = tmp_path / "map.tif"
+    proc = cropcore("predict", "--bbox", *map(str, DEMO), *args, "--catalog", stac_api, "--out", str(out))
+    assert proc.returncode == code and message in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_predict_cli_catalog_down_exits_4(tmp_path):
+    proc = cropcore("predict", "--bbox", *map(str, DEMO), "--start", "2020-11-01", "--end", "2021-10-31",
+                    "--catalog", "http://127.0.0.1:9", "--out", str(tmp_path / "m.tif"))
+    assert proc.returncode == 4 and "unavailable" in proc.stderr
