@@ -1,0 +1,204 @@
+"""Crop map, Analysis, Export and Model pages headless (streamlit AppTest): the real pipeline against the
+real embedded STAC API, with ``st_folium`` patched for clicks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.io import MemoryFile
+from streamlit.testing.v1 import AppTest
+
+from cropcore import pipeline, settings
+from cropcore.ui import map as ui_map
+from cropcore.ui import modelcard, runs
+
+APP = settings.PROJECT_ROOT / "app.py"
+CROP_MAP, ANALYSIS, EXPORT, MODEL = ("pages/2_Crop_map.py", "pages/3_Analysis.py", "pages/4_Export.py",
+                                     "pages/5_Model.py")
+CLICK = {"lat": 50.6332, "lng": 5.3262}  # inside the demo patch
+
+
+class FakeMap:
+    """Stands in for ``st_folium``: records the maps it was given and returns a click (or nothing)."""
+
+    def __init__(self, click: dict[str, float] | None = None) -> None:
+        self.click = click
+        self.maps: list[Any] = []
+
+    def __call__(self, fig: Any, **kwargs: Any) -> dict[str, Any]:
+        self.maps.append(fig)
+        return {"last_clicked": self.click}
+
+
+def messages(elements) -> str:
+    return " | ".join(str(e.value) for e in elements)
+
+
+def page(path: str, monkeypatch: pytest.MonkeyPatch, fake: FakeMap | None = None, **session: Any) -> AppTest:
+    monkeypatch.setattr(ui_map, "st_folium", fake or FakeMap())
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    for key, value in session.items():
+        at.session_state[key] = value
+    return at.switch_page(path).run()
+
+
+def run_button(at: AppTest):
+    return next(b for b in at.button if b.label == "Run the crop map")
+
+
+@pytest.fixture(scope="module")
+def demo_run(stac_api) -> pipeline.RunResult:
+    """The demo area mapped by the Crop map page (the result it keeps in the session)."""
+    with pytest.MonkeyPatch.context() as mp:
+        at = page(CROP_MAP, mp)
+        at = run_button(at).click().run()
+        assert not at.exception and not at.error, messages(at.error)
+        return at.session_state["cropcore.run"]
+
+
+def test_crop_map_of_the_demo_area_by_default(stac_api, monkeypatch):
+    runs._store.clear()
+    calls = []
+    real_run = pipeline.run
+    monkeypatch.setattr(pipeline, "run", lambda *a, **kw: calls.append(a) or real_run(*a, **kw))
+    fake = FakeMap()
+    at = page(CROP_MAP, monkeypatch, fake)
+    assert not at.exception
+    assert "demo area" in messages(at.caption)
+    assert at.selectbox(key="widget.model").value == pipeline.DEFAULT_MODEL
+    assert "tempcnn_dl4sits" not in at.selectbox(key="widget.model").options  # needs dated input
+    at = run_button(at).click().run()
+    assert not at.exception and not at.error, messages(at.error)
+    assert len(calls) == 1
+    result = at.session_state["cropcore.run"]
+    assert result.params.catalog == "local" and len(result.search.items) >= 10
+    assert (np.asarray(result.prediction["class"]) != 255).mean() > 0.5
+    # Status line per stage, then a summary of the timings.
+    status = at.get("status")[0]
+    assert status.label.startswith("Crop map ready in")
+    assert "searching scenes" in messages(status.markdown) and "classifying" in messages(status.markdown)
+    # Legend: every class with its colour, and the three overlays with a layer switcher.
+    legend = messages(at.get("html"))
+    for entry in result.meta["legend"]:
+        assert entry["name"] in legend and entry["color"] in legend
+    html = fake.maps[-1].get_root().render()
+    assert html.count("L.imageOverlay(") == 3 and "L.control.layers(" in html
+    for name in ("Sentinel-2 true colour", "Crop map", "Confidence (max probability)"):
+        assert f'"{name}" : image_overlay_' in html
+
+    # Same parameters again: instant, the pipeline does not run a second time.
+    at = run_button(at).click().run()
+    assert len(calls) == 1 and at.session_state["cropcore.run"] is result
+    # The opacity slider and the true-colour month change the map, not the run.
+    at.slider(key="widget.opacity").set_value(0.3).run()
+    at.selectbox(key="widget.true_colour_step").select(f"{result.axis[6]:%b %Y}").run()
+    assert len(calls) == 1 and not at.exception
+    assert '"opacity": 0.3' in fake.maps[-1].get_root().render()
+
+
+def test_crop_map_uses_the_searched_area_and_dates(stac_api, monkeypatch):
+    drawn = {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, "geometry": {
+        "type": "Polygon", "coordinates": [[[5.322, 50.630], [5.330, 50.630], [5.330, 50.636],
+                                            [5.322, 50.636], [5.322, 50.630]]]}}]}
+    from datetime import date
+    searched = {"aoi": drawn, "datetime": (date(2021, 3, 1), date(2021, 10, 31)), "max_cloud": 50.0,
+                "catalog": "local"}
+    at = page(CROP_MAP, monkeypatch, **{"cropcore.aoi": drawn, "cropcore.aoi_source": "drawn",
+                                        "cropcore.search_params": searched})
+    assert "searched area (drawn)" in messages(at.caption)
+    at = run_button(at).click().run()
+    assert not at.exception and not at.error, messages(at.error)
+    result = at.session_state["cropcore.run"]
+    assert result.params.max_cloud == 50.0 and result.params.aoi == drawn
+    assert result.prediction["class"].shape[1] < 106  # smaller than the whole demo patch
+
+
+def test_an_area_without_scenes_is_a_one_line_error(stac_api, monkeypatch):
+    kenya = {"type": "Polygon", "coordinates": [[[36.80, -1.30], [36.81, -1.30], [36.81, -1.29],
+                                                  [36.80, -1.29], [36.80, -1.30]]]}
+    at = page(CROP_MAP, monkeypatch, **{"cropcore.aoi": kenya, "cropcore.aoi_source": "uploaded"})
+    at = run_button(at).click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and "Traceback" not in at.error[0].value
+    assert "cropcore.run" not in at.session_state
+    assert at.get("status")[0].label == "The crop map could not be made"
+
+
+def test_analysis_plots_areas_phenology_and_a_clicked_pixel(demo_run, monkeypatch):
+    at = page(ANALYSIS, monkeypatch, FakeMap(CLICK), **{"cropcore.run": demo_run})
+    assert not at.exception and not at.error, messages(at.error)
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    titles = [c["layout"]["title"]["text"] for c in charts]
+    assert titles[0] == "Area per class" and titles[1].startswith("NDVI phenology per class")
+    assert titles[2].startswith("NDVI of the clicked pixel")
+    bars = charts[0]["data"][0]
+    hectares = at.dataframe[0].value
+    assert sorted(bars["y"]) == sorted(hectares["class"])
+    assert all(t.endswith("%") and " ha · " in t for t in bars["text"])
+    assert hectares["hectares"].sum() == pytest.approx(
+        (np.asarray(demo_run.prediction["class"]) != 255).sum() * 100 / 1e4)
+    # The pixel's curve spans the model's time axis, beside its class's median.
+    pixel = charts[2]["data"][-1]
+    assert len(pixel["x"]) == len(demo_run.axis)
+    assert "Pixel at 50.63320 N, 5.32620 E" in messages(at.caption)
+
+
+def test_analysis_click_outside_the_map(demo_run, monkeypatch):
+    at = page(ANALYSIS, monkeypatch, FakeMap({"lat": 50.7, "lng": 5.5}), **{"cropcore.run": demo_run})
+    assert not at.exception
+    assert "outside the mapped area" in messages(at.info)
+    assert len(at.get("plotly_chart")) == 2
+
+
+@pytest.mark.parametrize("path", [ANALYSIS, EXPORT])
+def test_pages_without_a_run_point_to_the_crop_map(path, monkeypatch):
+    at = page(path, monkeypatch)
+    assert not at.exception
+    assert "No crop map yet" in messages(at.info)
+
+
+def test_export_offers_the_five_files(demo_run, monkeypatch):
+    at = page(EXPORT, monkeypatch, **{"cropcore.run": demo_run})
+    assert not at.exception and not at.error
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert [label.split(" · ")[0] for label in labels] == [
+        "Crop map (COG)", "Confidence (COG)", "Class areas (CSV)", "Area of interest (GeoJSON)",
+        "Run manifest (JSON)"]
+    from cropcore.ui.downloads import downloads
+
+    files = {d.file_name: d.data for d in downloads(demo_run)}
+    with MemoryFile(files["cropmap.tif"]) as mem, mem.open() as src:
+        assert src.dtypes[0] == "uint8" and src.nodata == 255
+        assert src.colormap(1)[1][:3] == tuple(int(demo_run.colors[1][i:i + 2], 16) for i in (1, 3, 5))
+        assert json.loads(src.tags()["CLASS_NAMES"]) == demo_run.class_names
+        manifest = json.loads(src.tags()["MANIFEST"])
+    assert json.loads(files["cropmap.json"]) == manifest
+    assert manifest["model"]["name"] == demo_run.meta["name"]
+    with MemoryFile(files["cropmap_confidence.tif"]) as mem, mem.open() as src:
+        assert src.dtypes[0] == "float32"
+    assert files["cropmap_areas.csv"].decode().startswith("class_id,class,pixels,hectares,percent")
+    assert json.loads(files["cropmap_aoi.geojson"])["features"][0]["geometry"]["type"] == "Polygon"
+    assert rasterio  # opened through MemoryFile above
+
+
+def test_model_page_renders_the_card_and_benchmarks(monkeypatch):
+    at = page(MODEL, monkeypatch)
+    assert not at.exception and not at.warning
+    table = at.dataframe[0].value
+    assert {"tempcnn_worldcereal", "agrunet_worldcereal"} <= set(table["checkpoint"])
+    text = messages(at.markdown)
+    assert (settings.PROJECT_ROOT / "docs/MODEL_CARD.md").read_text().splitlines()[0].lstrip("# ") in text
+    assert (settings.PROJECT_ROOT / "benchmarks/README.md").read_text().splitlines()[0].lstrip("# ") in text
+
+
+def test_model_page_says_when_a_document_is_missing(monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.setattr(modelcard, "MODEL_CARD", Path("docs") / "NO_SUCH_CARD.md")
+    at = page(MODEL, monkeypatch)
+    assert not at.exception
+    assert "NO_SUCH_CARD.md is missing" in messages(at.warning)
