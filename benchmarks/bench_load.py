@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,7 +38,9 @@ ORIGIN = (400000.0, 5400000.0)  # upper-left corner, metres
 RES = 10.0
 
 
-def make_cogs(folder: Path, side: int, *, seed: int = 0) -> list[dict]:
+def make_cogs(
+    folder: Path, side: int, *, seed: int = 0, dates: Sequence[str] = DATES, bands: Sequence[str] = BANDS
+) -> list[dict]:
     """Write the synthetic COGs; return pystac Item dicts pointing at them."""
     import pystac
     import rasterio
@@ -52,15 +55,15 @@ def make_cogs(folder: Path, side: int, *, seed: int = 0) -> list[dict]:
     west, north = ORIGIN
     footprint = transform_geom(CRS, "EPSG:4326", mapping(box(west, north - side * RES, west + side * RES, north)))
     # smooth fields: a coarse random pattern upsampled, plus noise; about 1 % no-data (0)
-    coarse = rng.integers(300, 4000, size=(len(DATES), len(BANDS), side // 64 + 1, side // 64 + 1))
+    coarse = rng.integers(300, 4000, size=(len(dates), len(bands), side // 64 + 1, side // 64 + 1))
     items = []
-    for t, date in enumerate(DATES):
+    for t, date in enumerate(dates):
         item = pystac.Item(f"synthetic-{date}", footprint, list(shape(footprint).bounds),
                            datetime.fromisoformat(date).replace(hour=10, tzinfo=UTC), {})
         ProjectionExtension.ext(item, add_if_missing=True).apply(
             code=CRS, shape=[side, side], transform=list(transform)[:6])
         RasterExtension.add_to(item)
-        for b, band in enumerate(BANDS):
+        for b, band in enumerate(bands):
             data = np.kron(coarse[t, b], np.ones((64, 64), dtype="int64"))[:side, :side]
             data = (data + rng.integers(-150, 150, size=(side, side))).clip(1, 10000).astype("uint16")
             data[rng.random((side, side)) < 0.01] = 0
@@ -87,7 +90,7 @@ def aoi_for(side_px: int, extent_px: int) -> dict:
     return transform_geom(CRS, "EPSG:4326", mapping(box(cx - half, cy - half, cx + half, cy + half)))
 
 
-class _RssSampler(threading.Thread):
+class RssSampler(threading.Thread):
     def __init__(self, interval: float = 0.005) -> None:
         import psutil
 
@@ -141,7 +144,7 @@ def run_one(items_json: Path, aoi: dict, chunk: int, out_tif: Path) -> dict:
     cube = preprocess(result.cube, freq="monthly")
     t_graph = time.perf_counter() - t0
     nt, nb, ny, nx = cube.shape
-    sampler = _RssSampler()
+    sampler = RssSampler()
     rss_before = sampler.peak
     sampler.start()
     t1 = time.perf_counter()

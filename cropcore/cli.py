@@ -15,7 +15,7 @@ import traceback
 
 from cropcore.errors import CatalogUnavailableError, CropcoreError, NoItemsFoundError
 
-COMMANDS = ("catalog", "search", "predict", "train", "evaluate")
+COMMANDS = ("catalog", "search", "predict", "train", "evaluate", "bench")
 
 EXIT_USER_ERROR = 2
 EXIT_NO_SCENES = 3

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -118,6 +119,7 @@ class Runner:
         self.dtype = autocast_dtype(device, amp)
         self.pixel = isinstance(model, TempCNN)
         self.multiple = int(getattr(model, "size_multiple", 1))
+        self.busy = 0.0  # seconds spent in logits()
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, c, h, w = x.shape
@@ -135,6 +137,13 @@ class Runner:
     @torch.inference_mode()
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Float32 logits (B, K, h, w) for normalised tiles (B, T, C, h, w)."""
+        t0 = time.perf_counter()
+        try:
+            return self._logits(batch)
+        finally:
+            self.busy += time.perf_counter() - t0
+
+    def _logits(self, batch: np.ndarray) -> np.ndarray:
         try:
             x = torch.from_numpy(batch).to(self.device, non_blocking=True)
             if self.dtype is None:
@@ -149,7 +158,7 @@ class Runner:
             torch.cuda.empty_cache()
             half = len(batch) // 2
             log.warning("CUDA out of memory on %s: retrying with batches of %d", self.device, half)
-            return np.concatenate([self.logits(batch[:half]), self.logits(batch[half:])])
+            return np.concatenate([self._logits(batch[:half]), self._logits(batch[half:])])
 
 
 def _worker(model: nn.Module, device: str, amp: AmpSpec, threads: int, inbox: mp.Queue, outbox: mp.Queue) -> None:
@@ -329,14 +338,22 @@ def predict_map(
     report = progress or (lambda f, m: None)
     report(0.0, f"{len(blender.tiles)} tiles on {', '.join(device_list)}")
     reader = _read_batches(cube, batches, norm, ahead=2 * len(device_list), valid=valid)
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
     if len(device_list) == 1:
         runner = Runner(model, device_list[0], amp)
-        for i, (batch, data) in enumerate(zip(batches, reader, strict=True)):
+        for i, batch in enumerate(batches):
+            t0 = time.perf_counter()
+            data = next(reader)
+            timings["read_wait"] = timings.get("read_wait", 0.0) + time.perf_counter() - t0
             for t, logits in zip(batch, runner.logits(data), strict=True):
                 blender.add(t, logits)
             report((i + 1) / len(batches), f"batch {i + 1}/{len(batches)}")
+        timings["model"] = runner.busy
+        reader.close()
     else:
         _run_pool(model, device_list, amp, batches, reader, blender, report)
+    timings["total"] = time.perf_counter() - t_start
     cls_map[~valid] = NODATA
     conf[~valid] = np.nan
     coords = {"y": cube["y"], "x": cube["x"]}
@@ -346,6 +363,7 @@ def predict_map(
     if "spatial_ref" in cube.coords:
         out = out.assign_coords(spatial_ref=cube["spatial_ref"])
     out.attrs["class_names"] = [c["name"] for c in meta["legend"]]
+    out.attrs["timings"] = timings  # seconds: total, and for one device the model and the wait for input
     return out
 
 

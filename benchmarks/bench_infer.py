@@ -1,0 +1,202 @@
+"""Inference benchmark: model throughput vs the machine's matmul ceiling, workers, end to end by stage.
+
+Usage: ``python benchmarks/bench_infer.py [--quick] [--out benchmarks/results/infer_cpu.json]``
+(or ``python -m cropcore bench infer``).
+
+1. Ceiling: median GFLOP/s of a 2048^3 matmul in fp32 and bf16, in this run.
+2. Model: AgrUNet (default widths, 10 bands, 10 classes, 128 x 128 patches) at T = 12 and T = 40, fp32 vs
+   bf16 autocast, batch 1 and 2, through the same ``Runner`` that ``predict_map`` uses; FLOPs per patch from
+   ``torch.utils.flop_counter`` and the achieved GFLOP/s as a share of the ceiling of that precision.
+3. Workers: ``predict_map`` on a random 256 x 512 px cube (8 tiles of 128 px), 1 vs 2 CPU worker processes.
+4. End to end: generated Sentinel-2-like COGs (6 dates x 9 bands, seeded, 10 m) for a 10 km x 10 km AOI
+   (1x), and 4x and 16x that area, each in a fresh process with its RSS sampled every 5 ms: search (a real
+   search of the embedded STAC API), load (odc-stac graph + header checks), preprocess (monthly composite
+   and gap filling, computed while tiles are read), model, write (class + confidence COGs). The 1x run also
+   uses the shipped default model (TempCNN); the area series uses a small AgrUNet (widths 8/16/32, random
+   weights: speed and memory only) so that 16x stays within minutes on a laptop-class CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_load import RssSampler, aoi_for, make_cogs
+
+DATES = ("2020-11-15", "2021-01-15", "2021-03-15", "2021-05-15", "2021-07-15", "2021-09-15")
+BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12")
+BASE_PX = 1000  # 10 km at 10 m
+
+
+def ceiling(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def model_rows(quick: bool) -> list[dict]:
+    from cropcore.infer import Runner
+    from cropcore.models import build_model
+
+    model = build_model("agrunet", in_channels=10, num_classes=10).eval()
+    rows = []
+    for t in (12, 40):
+        with FlopCounterMode(display=False) as counter, torch.inference_mode():
+            model(torch.randn(1, t, 10, 128, 128))
+        gflop = counter.get_total_flops() / 1e9
+        for precision in ("fp32", "bf16"):
+            runner = Runner(model, "cpu", precision)
+            for batch in (1, 2):
+                x = np.random.default_rng(0).normal(size=(batch, t, 10, 128, 128)).astype("float32")
+                runner.logits(x)  # warm-up
+                times = []
+                for _ in range(1 if quick else 3):
+                    t0 = time.perf_counter()
+                    runner.logits(x)
+                    times.append(time.perf_counter() - t0)
+                pps = batch / statistics.median(times)
+                rows.append({"T": t, "precision": precision, "batch": batch, "patches_per_s": pps,
+                             "mpx_per_s": pps * 128 * 128 / 1e6, "gflop_per_patch": gflop, "gflop_per_s": pps * gflop})
+                print(f"model T={t} {precision} batch {batch}: {pps:.2f} patches/s", flush=True)
+    return rows
+
+
+def worker_rows() -> list[dict]:
+    import xarray as xr
+
+    from cropcore.infer import predict_map
+    from cropcore.models import build_model
+
+    meta = {"bands": [f"b{i}" for i in range(10)], "norm": {"mean": [0.0] * 10, "std": [1.0] * 10},
+            "legend": [{"id": i, "name": str(i), "color": "#000000"} for i in range(10)]}
+    model = build_model("agrunet", in_channels=10, num_classes=10).eval()
+    cube = xr.DataArray(np.random.default_rng(0).normal(size=(12, 10, 256, 512)).astype("float32"),
+                        dims=("time", "band", "y", "x"), coords={"band": meta["bands"]})
+    rows = []
+    for devices in ("cpu", "cpu:2"):
+        t0 = time.perf_counter()
+        predict_map(cube, model, meta=meta, tile=128, overlap=0, batch_size=1, devices=devices, amp="bf16")
+        dt = time.perf_counter() - t0
+        rows.append({"devices": devices, "tiles": 8, "seconds": dt, "patches_per_s": 8 / dt})
+        print(f"workers {devices}: {8 / dt:.2f} patches/s (incl. worker start-up)", flush=True)
+    return rows
+
+
+def child(spec: dict) -> dict:
+    """One end-to-end run in this (fresh) process; returns stage times and peak RSS."""
+    import pystac
+
+    from cropcore.catalog import search_items
+    from cropcore.export import write_cog
+    from cropcore.infer import predict_map
+    from cropcore.load import load_cube
+    from cropcore.models import build_model, load_checkpoint
+    from cropcore.preprocess import preprocess, time_axis
+
+    sampler = RssSampler()
+    sampler.start()
+    t = {}
+    t0 = time.perf_counter()
+    search_items((5.3189, 50.6286, 5.3334, 50.6378), "2020-11-01/2021-10-31", catalog="local")
+    t["search"] = time.perf_counter() - t0
+    net, meta = load_checkpoint("tempcnn_worldcereal")
+    if spec["model"] == "agrunet-small":
+        net = build_model("agrunet", in_channels=9, num_classes=len(meta["legend"]), widths=(8, 16, 32)).eval()
+    tile, overlap = spec["tile"], spec["overlap"]
+    items = [pystac.Item.from_dict(d) for d in json.loads(Path(spec["items"]).read_text())]
+    t0 = time.perf_counter()
+    cube = load_cube(items, list(BANDS), aoi=spec["aoi"], chunks={"y": tile - overlap, "x": 512}).cube
+    t["load"] = time.perf_counter() - t0
+    refl = preprocess(cube, axis=time_axis("2020-11-01", periods=12))
+    pred = predict_map(refl, net, meta=meta, tile=tile, overlap=overlap, batch_size=2, amp="bf16")
+    inner = pred.attrs["timings"]
+    t["preprocess"] = inner["read_wait"]  # composites are computed lazily while tiles are read
+    t["model"] = inner["model"]
+    t["infer_other"] = inner["total"] - inner["model"] - inner["read_wait"]
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        write_cog(pred["class"], Path(tmp) / "map.tif", class_names=[c["name"] for c in meta["legend"]],
+                  colormap={c["id"]: c["color"] for c in meta["legend"]}, nodata=255)
+        write_cog(pred["confidence"], Path(tmp) / "confidence.tif")
+    t["write"] = time.perf_counter() - t0
+    t["total"] = sum(t.values())
+    ny, nx = pred["class"].shape
+    return {"pixels": ny * nx, "seconds": t, "peak_rss_mb": sampler.stop() / 2**20,
+            "e2e_over_model": (t["total"] - t["search"]) / t["model"]}
+
+
+def e2e_rows(scales: list[int]) -> list[dict]:
+    from cropcore import stac_local
+
+    stac_local.serve()
+    rows = []
+    extent = int(BASE_PX * max(scales) ** 0.5) + 64
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        items = make_cogs(Path(tmp), extent, dates=DATES, bands=BANDS)
+        print(f"generated {len(DATES)} x {len(BANDS)} COGs of {extent} px in {time.perf_counter() - t0:.0f} s",
+              flush=True)
+        items_json = Path(tmp) / "items.json"
+        items_json.write_text(json.dumps(items))
+        runs = [("tempcnn (shipped default)", 1, 64, 0)] + [("agrunet-small", s, 128, 16) for s in scales]
+        for model, scale, tile, overlap in runs:
+            side = int(BASE_PX * scale**0.5)
+            spec = {"items": str(items_json), "aoi": aoi_for(side, extent), "model": model.split(" ")[0],
+                    "tile": tile, "overlap": overlap}
+            proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True,
+                                  text=True, check=True)
+            row = {"model": model, "scale": scale, "side_px": side, "km2": (side * 10 / 1000) ** 2,
+                   **json.loads(proc.stdout.strip().splitlines()[-1])}
+            rows.append(row)
+            print(f"e2e {model} {scale}x: {row['seconds']['total']:.1f} s, peak {row['peak_rss_mb']:.0f} MB",
+                  flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, 1x and 4x only")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "infer_cpu.json")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    load_before = os.getloadavg()[0]
+    result = {
+        "started": started, "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                                        "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "ceiling_gflops": {"fp32": ceiling(torch.float32), "bf16": ceiling(torch.bfloat16)},
+    }
+    print(f"ceiling: {result['ceiling_gflops']}", flush=True)
+    result["model"] = model_rows(args.quick)
+    result["workers"] = worker_rows()
+    result["e2e"] = e2e_rows([1, 4] if args.quick else [1, 4, 16])
+    result["load_average"] = {"before": load_before, "after": os.getloadavg()[0]}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()
