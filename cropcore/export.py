@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rioxarray  # noqa: F401 (registers the .rio accessor used below)
 import xarray as xr
 from rasterio.io import MemoryFile
 from rio_cogeo.cogeo import cog_translate, cog_validate
