@@ -86,7 +86,8 @@ def test_crop_map_of_the_demo_area_by_default(stac_api, monkeypatch):
     for entry in result.meta["legend"]:
         assert entry["name"] in legend and entry["color"] in legend
     html = fake.maps[-1].get_root().render()
-    assert html.count("L.imageOverlay(") == 3 and "L.control.layers(" in html
+    assert html.count("L.imageOverlay(") == 3
+    assert html.index("L.control.layers(") > html.rindex("L.imageOverlay(")  # it refers to them by name
     for name in ("Sentinel-2 true colour", "Crop map", "Confidence (max probability)"):
         assert f'"{name}" : image_overlay_' in html
 

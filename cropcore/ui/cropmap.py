@@ -69,17 +69,15 @@ def display_controls(result: RunResult) -> tuple[float, int | None]:
 def result_map(result: RunResult, *, opacity: float = 0.75, step: int | None = None) -> folium.Map:
     """A map of the run's area with switchable true-colour, crop-map and confidence overlays."""
     geom = normalize_aoi(result.params.aoi)
-    m = base_map(geom.bounds, zoom=fit_zoom(geom.bounds, 600), draw=False)
-    layers = [
+    images = [
         ("Sentinel-2 true colour", true_colour_image(result, step), 1.0, True),
         ("Crop map", class_image(result), opacity, True),
         ("Confidence (max probability)", confidence_image(result), 0.85, False),
     ]
-    for name, (image, bounds), alpha, show in layers:
-        folium.raster_layers.ImageOverlay(image, bounds=bounds, opacity=alpha, name=name, show=show,
-                                          overlay=True, control=True).add_to(m)
-    aoi_layer(mapping(geom)).add_to(m)
-    return m
+    layers = [folium.raster_layers.ImageOverlay(image, bounds=bounds, opacity=alpha, name=name, show=show)
+              for name, (image, bounds), alpha, show in images]
+    return base_map(geom.bounds, zoom=fit_zoom(geom.bounds, 600), draw=False,
+                    layers=[*layers, aoi_layer(mapping(geom))])
 
 
 def legend(result: RunResult) -> None:
@@ -114,7 +112,7 @@ def show_run(shown: RunResult | None, current: RunResult | None) -> None:
     if shown is not current:
         st.info("The map below is from earlier settings; press **Run the crop map** to update it.")
     failures(shown)
-    map_col, side_col = st.columns([3, 1], gap="medium")
+    map_col, side_col = st.columns([5, 2], gap="medium")
     with side_col:
         opacity, step = display_controls(shown)
         legend(shown)

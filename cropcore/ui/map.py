@@ -51,8 +51,12 @@ def fit_zoom(bbox: Sequence[float], pixels: int = 400) -> int:
     return max(2, min(17, int(math.log2(pixels * 360 / (256 * span)))))
 
 
-def base_map(bbox: Sequence[float] = DEMO_BBOX, *, zoom: int = 15, draw: bool = True) -> folium.Map:
-    """A map centred on ``bbox``: no basemap, OpenStreetMap as an opt-in online layer, the demo outline."""
+def base_map(bbox: Sequence[float] = DEMO_BBOX, *, zoom: int = 15, draw: bool = True,
+             layers: Sequence[folium.map.Layer] = ()) -> folium.Map:
+    """A map centred on ``bbox``: no basemap, OpenStreetMap as an opt-in online layer, the demo outline.
+
+    ``layers`` go into the layer switcher (it must come after them: its script refers to them by name).
+    """
     m = folium.Map(location=bbox_center(bbox), zoom_start=zoom, tiles=None, control_scale=True)
     m.get_root().header.add_child(Element(_BACKGROUND))
     folium.TileLayer(OSM_URL, attr=OSM_ATTRIBUTION, name="OpenStreetMap (online)", overlay=True,
@@ -69,6 +73,8 @@ def base_map(bbox: Sequence[float] = DEMO_BBOX, *, zoom: int = 15, draw: bool = 
                           "rectangle": shape, "polygon": {**shape, "allowIntersection": False}},
             edit_options={"edit": False},
         ).add_to(m)
+    for layer in layers:
+        layer.add_to(m)
     folium.LayerControl(collapsed=False).add_to(m)
     return m
 
