@@ -203,3 +203,10 @@ def test_model_page_says_when_a_document_is_missing(monkeypatch):
     at = page(MODEL, monkeypatch)
     assert not at.exception
     assert "NO_SUCH_CARD.md is missing" in messages(at.warning)
+
+
+@pytest.mark.parametrize(("n", "text"), [(812, "812 B"), (6_100, "6.1 kB"), (2_345_678, "2.3 MB")])
+def test_file_sizes_for_people(n, text):
+    from cropcore.ui.downloads import file_size
+
+    assert file_size(n) == text

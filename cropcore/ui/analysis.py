@@ -46,7 +46,7 @@ def pixel_section(result: RunResult) -> None:
     """A map to click on, and the NDVI curve of the clicked pixel beside its class median."""
     map_col, curve_col = st.columns([2, 3], gap="medium")
     with map_col:
-        clicked = show_view_map(result_map(result), key=state.ANALYSIS_MAP, height=420, clicks=True)
+        clicked = show_view_map(result_map(result, collapsed=True), key=state.ANALYSIS_MAP, height=420, clicks=True)
     with curve_col:
         classes = result.prediction["class"]
         xy = xy_at(classes, *clicked) if clicked else None

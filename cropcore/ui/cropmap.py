@@ -66,7 +66,8 @@ def display_controls(result: RunResult) -> tuple[float, int | None]:
     return opacity, None if picked == MEDIAN else steps.index(picked) - 1
 
 
-def result_map(result: RunResult, *, opacity: float = 0.75, step: int | None = None) -> folium.Map:
+def result_map(result: RunResult, *, opacity: float = 0.75, step: int | None = None,
+               collapsed: bool = False) -> folium.Map:
     """A map of the run's area with switchable true-colour, crop-map and confidence overlays."""
     geom = normalize_aoi(result.params.aoi)
     images = [
@@ -77,7 +78,7 @@ def result_map(result: RunResult, *, opacity: float = 0.75, step: int | None = N
     layers = [folium.raster_layers.ImageOverlay(image, bounds=bounds, opacity=alpha, name=name, show=show)
               for name, (image, bounds), alpha, show in images]
     return base_map(geom.bounds, zoom=fit_zoom(geom.bounds, 600), draw=False,
-                    layers=[*layers, aoi_layer(mapping(geom))])
+                    layers=[*layers, aoi_layer(mapping(geom))], collapsed=collapsed)
 
 
 def legend(result: RunResult) -> None:

@@ -56,8 +56,15 @@ def downloads(result: RunResult, name: str = "cropmap") -> list[Download]:
     ]
 
 
+def file_size(n: int) -> str:
+    """A byte count for people: ``812 B``, ``6.1 kB``, ``2.3 MB``."""
+    if n < 1000:
+        return f"{n} B"
+    return f"{n / 1e3:,.1f} kB" if n < 1e6 else f"{n / 1e6:,.1f} MB"
+
+
 def buttons(result: RunResult) -> None:
     """One download button per file, with its size."""
     for item in downloads(result):
-        st.download_button(f"{item.label} · {len(item.data) / 1024:,.0f} kB", item.data, file_name=item.file_name,
+        st.download_button(f"{item.label} · {file_size(len(item.data))}", item.data, file_name=item.file_name,
                            mime=item.mime, help=item.help, on_click="ignore", icon=":material/download:")

@@ -52,10 +52,11 @@ def fit_zoom(bbox: Sequence[float], pixels: int = 400) -> int:
 
 
 def base_map(bbox: Sequence[float] = DEMO_BBOX, *, zoom: int = 15, draw: bool = True,
-             layers: Sequence[folium.map.Layer] = ()) -> folium.Map:
+             layers: Sequence[folium.map.Layer] = (), collapsed: bool = False) -> folium.Map:
     """A map centred on ``bbox``: no basemap, OpenStreetMap as an opt-in online layer, the demo outline.
 
-    ``layers`` go into the layer switcher (it must come after them: its script refers to them by name).
+    ``layers`` go into the layer switcher (it must come after them: its script refers to them by name);
+    ``collapsed`` folds the switcher into an icon (small maps).
     """
     m = folium.Map(location=bbox_center(bbox), zoom_start=zoom, tiles=None, control_scale=True)
     m.get_root().header.add_child(Element(_BACKGROUND))
@@ -75,7 +76,7 @@ def base_map(bbox: Sequence[float] = DEMO_BBOX, *, zoom: int = 15, draw: bool = 
         ).add_to(m)
     for layer in layers:
         layer.add_to(m)
-    folium.LayerControl(collapsed=False).add_to(m)
+    folium.LayerControl(collapsed=collapsed).add_to(m)
     return m
 
 

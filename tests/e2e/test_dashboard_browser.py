@@ -1,7 +1,9 @@
-"""The Search page in a real browser: Debian's Chromium driven by Playwright, fully offline."""
+"""The dashboard in a real browser (Debian's Chromium driven by Playwright), fully offline: draw, search,
+map, analyse, download. Screenshots of every page go to tests/artifacts/."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -10,8 +12,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import rasterio
 import requests
 
 from cropcore import settings
@@ -20,6 +24,8 @@ pytestmark = pytest.mark.e2e
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = settings.PROJECT_ROOT / "tests" / "artifacts"
+LOCAL = ("http://127.0.0.1", "data:", "blob:", "about:")
+MAP = 'iframe[title="streamlit_folium.st_folium"]'
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update"]
 
@@ -63,19 +69,17 @@ def browser_page(dashboard):
         pytest.skip("Chromium is not installed (apt-get install chromium)")
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        page = browser.new_page(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
         seen: list[str] = []
         page.on("request", lambda r: seen.append(r.url))
         yield page, seen
         browser.close()
 
 
-def test_draw_over_the_demo_area_and_search(dashboard, browser_page):
-    page, seen = browser_page
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.goto(f"{dashboard}/Search", wait_until="networkidle")
-    iframe = page.locator('iframe[title="streamlit_folium.st_folium"]')
-    frame = page.frame_locator('iframe[title="streamlit_folium.st_folium"]')
+def draw_rectangle_and_search(page) -> None:
+    """Draw a rectangle around the centre of the Search map (over the demo area) and search."""
+    iframe = page.locator(MAP)
+    frame = page.frame_locator(MAP)
     rectangle_tool = frame.locator(".leaflet-draw-draw-rectangle")
     rectangle_tool.wait_for(timeout=30_000)
     # The map really rendered: Leaflet drew the demo-area outline as an SVG path.
@@ -96,7 +100,78 @@ def test_draw_over_the_demo_area_and_search(dashboard, browser_page):
     heading.wait_for(timeout=30_000)
     assert int(heading.inner_text().split()[0]) >= 10
     page.wait_for_timeout(1500)  # let the footprints draw
-    page.screenshot(path=str(ARTIFACTS / "search_e2e.png"), full_page=True)
 
-    local = ("http://127.0.0.1", "data:", "blob:", "about:")
-    assert [u for u in seen if not u.startswith(local)] == []
+
+def open_page(page, label: str) -> None:
+    """Go to another page through the sidebar (a new URL would start a new session)."""
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=label, exact=True).click()
+    page.get_by_role("heading", name=label, exact=True).first.wait_for(timeout=20_000)
+
+
+def test_draw_over_the_demo_area_and_search(dashboard, browser_page):
+    page, seen = browser_page
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.goto(f"{dashboard}/Search", wait_until="networkidle")
+    draw_rectangle_and_search(page)
+    page.screenshot(path=str(ARTIFACTS / "search_e2e.png"), full_page=True)
+    assert [u for u in seen if not u.startswith(LOCAL)] == []
+
+
+def test_draw_search_map_analyse_and_download(dashboard, browser_page, tmp_path: Path):
+    page, seen = browser_page
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.goto(f"{dashboard}/Search", wait_until="networkidle")
+    draw_rectangle_and_search(page)
+
+    open_page(page, "Crop map")
+    page.get_by_role("button", name="Run the crop map").click()
+    page.get_by_text(re.compile(r"^Crop map ready in")).wait_for(timeout=90_000)
+    frame = page.frame_locator(MAP)
+    # True colour and crop map are on (confidence waits in the layer switcher), with the legend beside.
+    frame.locator("img.leaflet-image-layer").nth(1).wait_for(timeout=30_000)
+    assert frame.locator("img.leaflet-image-layer").count() == 2
+    assert frame.locator(".leaflet-control-layers-overlays").get_by_text("Confidence").count() == 1
+    page.locator(".cropcore-legend").get_by_text("winter cereals").wait_for()
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(ARTIFACTS / "crop_map_e2e.png"), full_page=True)
+    # The layer switcher: the crop map off shows the Sentinel-2 true colour beneath it.
+    switcher = frame.locator(".leaflet-control-layers-overlays")
+    switcher.get_by_text("Crop map", exact=True).click()
+    assert frame.locator("img.leaflet-image-layer").count() == 1
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / "crop_map_true_colour_e2e.png"), full_page=True)
+    switcher.get_by_text("Crop map", exact=True).click()
+
+    open_page(page, "Analysis")
+    plots = page.locator(".js-plotly-plot")
+    plots.nth(1).wait_for(timeout=30_000)
+    page.get_by_text("Click a pixel").wait_for(timeout=30_000)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(ARTIFACTS / "analysis_plots_e2e.png"), full_page=True)
+    iframe = page.locator(MAP)
+    iframe.scroll_into_view_if_needed()
+    page.frame_locator(MAP).locator("img.leaflet-image-layer").nth(1).wait_for(timeout=30_000)
+    box = iframe.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # the map is fitted on the AOI
+    page.get_by_text(re.compile(r"^Pixel at")).wait_for(timeout=30_000)
+    assert plots.count() == 3
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(ARTIFACTS / "analysis_pixel_e2e.png"), full_page=True)
+
+    open_page(page, "Export")
+    with page.expect_download() as download:
+        page.get_by_role("button", name=re.compile(r"^Crop map \(COG\)")).click()
+    path = tmp_path / download.value.suggested_filename
+    download.value.save_as(path)
+    assert path.name == "cropmap.tif"
+    with rasterio.open(path) as src:
+        assert src.dtypes[0] == "uint8" and src.nodata == 255
+        assert len(src.colormap(1)) >= 6
+        names = json.loads(src.tags()["CLASS_NAMES"])
+        assert "winter cereals" in names and "MANIFEST" in src.tags()
+    page.screenshot(path=str(ARTIFACTS / "export_e2e.png"), full_page=True)
+
+    open_page(page, "Model")
+    page.get_by_role("heading", name=re.compile("^Model card")).first.wait_for(timeout=20_000)
+    page.screenshot(path=str(ARTIFACTS / "model_e2e.png"), full_page=True)
+    assert [u for u in seen if not u.startswith(LOCAL)] == []
