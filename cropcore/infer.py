@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import dask
 import dask.array as da
 import numpy as np
 import torch
@@ -33,6 +32,7 @@ import torch.nn.functional as F
 import xarray as xr
 from torch import nn
 
+from cropcore.dask_setup import compute
 from cropcore.errors import ConfigError, InferenceError
 from cropcore.models import TempCNN
 from cropcore.tiling import RowBlender, Tile
@@ -248,7 +248,7 @@ class WindowReader:
         iys, ixs = self._blocks(self.ybounds, ys.start, ys.stop), self._blocks(self.xbounds, xs.start, xs.stop)
         missing = [(i, j) for i in iys for j in ixs if (i, j) not in self.cache]
         if missing:
-            arrays = dask.compute(*[self.data.blocks[:, :, i, j] for i, j in missing])
+            arrays = compute(*[self.data.blocks[:, :, i, j] for i, j in missing])
             self.cache.update({k: np.asarray(v, dtype=np.float32) for k, v in zip(missing, arrays, strict=True)})
         y0, x0 = self.ybounds[iys.start], self.xbounds[ixs.start]
         rows = [np.concatenate([self.cache[i, j] for j in ixs], axis=3) for i in iys]

@@ -21,6 +21,7 @@ import xarray as xr
 
 from cropcore.aoi import AOILike, normalize_aoi
 from cropcore.catalog import SearchResult, search_items
+from cropcore.dask_setup import compute
 from cropcore.dates import DateLike, normalize_daterange
 from cropcore.errors import ConfigError
 from cropcore.load import AssetFailure, load_cube
@@ -153,13 +154,18 @@ def run(params: RunParams, *, progress: Progress | None = None, model: tuple[Any
     t0 = time.perf_counter()
     report(0.2, "compositing and gap filling")
     refl = preprocess(loaded.cube, freq="monthly", axis=axis).sel(band=bands)
-    refl = refl.persist() if refl.nbytes < PERSIST_BYTES else refl  # small AOIs: read once, reuse for plots
+    if refl.nbytes < PERSIST_BYTES:  # small AOIs: read once here, reuse for the plots; large ones stay lazy
+        def compute_progress(fraction: float, message: str) -> None:
+            report(round(0.2 + 0.1 * fraction, 6), f"compositing: {message}")
+
+        (values,) = compute(refl.data, progress=compute_progress)
+        refl = refl.copy(data=values)
     timings["preprocess"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
 
     def infer_progress(fraction: float, message: str) -> None:
-        report(0.3 + 0.7 * fraction, f"classifying: {message}")
+        report(round(0.3 + 0.7 * fraction, 6), f"classifying: {message}")
 
     prediction = predict_map(refl, net, meta=meta, tile=params.tile, overlap=params.overlap,
                              batch_size=params.batch_size, devices=params.devices, amp=params.amp,

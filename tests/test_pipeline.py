@@ -100,3 +100,17 @@ def test_predict_cli_catalog_down_exits_4(tmp_path):
     proc = cropcore("predict", "--bbox", *map(str, DEMO), "--start", "2020-11-01", "--end", "2021-10-31",
                     "--catalog", "http://127.0.0.1:9", "--out", str(tmp_path / "m.tif"))
     assert proc.returncode == 4 and "unavailable" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_distributed_scheduler_gives_the_same_map(demo_run, monkeypatch):
+    """CROPCORE_DASK_SCHEDULER routes loading and compositing to a dask.distributed cluster."""
+    from cropcore import dask_setup
+
+    result, _ = demo_run
+    monkeypatch.setenv("CROPCORE_DASK_SCHEDULER", "local-cluster")
+    try:
+        again = run(result.params)
+    finally:
+        dask_setup.close()
+    np.testing.assert_array_equal(again.prediction["class"].values, result.prediction["class"].values)
