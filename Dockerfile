@@ -1,5 +1,5 @@
 # cropcore dashboard with its embedded STAC API (PostgreSQL + PostGIS + stac-fastapi-pgstac).
-# Build from the repository root with the sample data beside it:
+# Build from the repository root; mount the sample data at /data when running:
 #   docker build -t cropcore .
 #   docker run --rm -p 8501:8501 -v "$PWD/../shared/data:/data:ro" cropcore
 FROM python:3.11-slim-bookworm
@@ -10,15 +10,13 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-COPY requirements.txt requirements-stac.txt pyproject.toml Makefile ./
+# dependency layers first, so code edits rebuild fast
+COPY requirements.txt requirements-stac.txt pyproject.toml Makefile README.md ./
 COPY scripts ./scripts
-# the application's own files come after the dependency layers, so code edits rebuild fast
-COPY README.md ./
 COPY cropcore ./cropcore
 RUN CROPCORE_SKIP_APT=1 bash scripts/bootstrap.sh
-COPY app.py ./
-COPY pages ./pages
-COPY .streamlit ./.streamlit
+# the dashboard, its pages, the model card and benchmark tables it shows
+COPY . .
 
 EXPOSE 8501
 CMD ["make", "demo", "PORT=8501", "HOST=0.0.0.0"]
