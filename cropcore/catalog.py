@@ -99,7 +99,7 @@ class SearchResult:
 
 
 def items_table(items: Sequence[pystac.Item]) -> pd.DataFrame:
-    """One row per item: id, datetime, cloud cover, tile, platform, collection."""
+    """One row per item: id, datetime, cloud cover, tile, platform, collection, quicklook href."""
     rows = []
     for item in items:
         props = item.properties
@@ -111,8 +111,10 @@ def items_table(items: Sequence[pystac.Item]) -> pd.DataFrame:
             "tile": tile,
             "platform": props.get("platform") or props.get("constellation"),
             "collection": item.collection_id,
+            "quicklook": next((a.href for k, a in item.assets.items() if "thumbnail" in (a.roles or []) or
+                               k in ("thumbnail", "rendered_preview")), None),
         })
-    columns = ["id", "datetime", "cloud_cover", "tile", "platform", "collection"]
+    columns = ["id", "datetime", "cloud_cover", "tile", "platform", "collection", "quicklook"]
     return pd.DataFrame(rows, columns=columns)
 
 

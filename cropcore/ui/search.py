@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -152,6 +154,16 @@ def search_map() -> dict[str, Any] | None:
     return show_map(base_map(), key=state.SEARCH_MAP, layers=layers, fit=fit)
 
 
+def quicklook_url(href: str | None) -> str | None:
+    """A URL the browser can show: local files become data URLs, remote ones pass through."""
+    if not href or not href.startswith("file://"):
+        return href
+    path = Path(href.removeprefix("file://"))
+    if not path.is_file() or path.stat().st_size > 512 * 1024:
+        return None
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
 def results() -> None:
     """The scenes table of the last search."""
     result = state.get_search()
@@ -161,8 +173,9 @@ def results() -> None:
     st.subheader(f"{len(table)} scenes")
     st.caption(f"from {result.url}, {table['datetime'].min():%Y-%m-%d} to {table['datetime'].max():%Y-%m-%d}")
     st.dataframe(
-        table, hide_index=True, width="stretch",
+        table.assign(quicklook=table["quicklook"].map(quicklook_url)), hide_index=True, width="stretch",
         column_config={
+            "quicklook": st.column_config.ImageColumn("quicklook"),
             "datetime": st.column_config.DatetimeColumn("date", format="YYYY-MM-DD"),
             "cloud_cover": st.column_config.ProgressColumn("cloud %", min_value=0, max_value=100, format="%.0f"),
         },
