@@ -72,3 +72,11 @@ def test_pixel_under_a_click_and_its_ndvi():
     assert overlay.xy_at(da, lat, lon) == (664015.0, 5611985.0)
     assert overlay.xy_at(da, lat + 0.01, lon) is None
     assert overlay.pixel_ndvi(da, 664015.0, 5611985.0) == pytest.approx([0.5, 0.8])
+
+
+def test_large_rasters_are_subsampled_for_the_browser():
+    n = 600
+    da = xr.DataArray(np.zeros((n, n), dtype="uint8"), dims=("y", "x"),
+                      coords={"y": 5612115.0 - 10 * np.arange(n), "x": 664005.0 + 10 * np.arange(n)})
+    small = overlay.to_web_mercator(da.rio.write_crs("EPSG:32631"), nodata=255, categorical=True, max_px=100)
+    assert max(small.sizes["y"], small.sizes["x"]) <= 200  # 100 px a side before reprojection

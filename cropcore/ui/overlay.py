@@ -21,6 +21,8 @@ from cropcore.errors import ConfigError
 
 WEB_MERCATOR = "EPSG:3857"
 Bounds = list[list[float]]  # [[south, west], [north, east]], as folium wants it
+#: Largest side, in pixels, of an image sent to the browser as an overlay.
+MAX_OVERLAY_PX = 2048
 
 
 def _hex_rgb(colour: str) -> tuple[int, int, int]:
@@ -34,10 +36,18 @@ def latlon_bounds(da: xr.DataArray) -> Bounds:
     return [[south, west], [north, east]]
 
 
-def to_web_mercator(da: xr.DataArray, *, nodata: float | None, categorical: bool) -> xr.DataArray:
-    """``da`` reprojected to EPSG:3857 (nearest for classes, bilinear for continuous values)."""
+def to_web_mercator(
+    da: xr.DataArray, *, nodata: float | None, categorical: bool, max_px: int = MAX_OVERLAY_PX
+) -> xr.DataArray:
+    """``da`` reprojected to EPSG:3857 (nearest for classes, bilinear for continuous values).
+
+    Rasters larger than ``max_px`` on a side are subsampled first, so the browser gets a bounded image.
+    """
     if da.rio.crs is None:
         raise ConfigError("the raster has no CRS, so it cannot be placed on the map")
+    step = -(-max(da.sizes["y"], da.sizes["x"]) // max_px)
+    if step > 1:
+        da = da.isel(y=slice(step // 2, None, step), x=slice(step // 2, None, step))
     if nodata is not None:
         da = da.rio.write_nodata(nodata)
     resampling = Resampling.nearest if categorical else Resampling.bilinear
