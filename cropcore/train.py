@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from cropcore.data.composed import ComposedPatches
 from cropcore.data.dl4sits import read_dl4sits
+from cropcore.data.pastis import PASTIS_BANDS, PASTIS_CLASSES, PastisDataModule, collate_patches
 from cropcore.data.points import PointDataset, PointSeries, concat, norm_stats, prepare, split_by_sample
 from cropcore.data.worldcereal import read_worldcereal
 from cropcore.errors import ConfigError
@@ -293,9 +294,12 @@ def random_forest(train: PointSeries, test: PointSeries, mean: list[float], std:
     return torch.from_numpy(probs)
 
 
-def datamodule(config: TrainConfig) -> PointDataModule:
-    """The data module of a config: point series, or composed patches when ``data.patches`` is set."""
+def datamodule(config: TrainConfig) -> PointDataModule | PastisDataModule:
+    """The data module of a config: point series, composed patches (``data.patches``) or PASTIS folds."""
     data = config.data
+    if data["kind"] == "pastis":
+        return PastisDataModule(data["root"], test_fold=data.get("test_fold", 1),
+                                batch_size=data.get("batch_size", 4))
     common = {"test_path": data.get("test_path"), "split": tuple(data.get("split", (0.7, 0.1, 0.2))),
               "batch_size": data.get("batch_size", 32), "seed": config.seed}
     if "patches" in data:
@@ -308,7 +312,8 @@ def run(config: TrainConfig, *, resume: str | None = None, devices: str | int = 
     """Train, test on the held-out split, compare with a RandomForest, and write the checkpoint + results.
 
     ``results["network"]`` and ``results["random_forest"]`` are scored on the held-out real points; a patch
-    model also gets ``results["network_patches"]``, pixel metrics on held-out composed patches.
+    model also gets ``results["network_patches"]``, pixel metrics on held-out composed patches. PASTIS runs
+    only have ``results["network_patches"]``, pixel metrics on the test fold.
     """
     pl.seed_everything(config.seed, workers=True)
     start = time.perf_counter()
@@ -334,6 +339,15 @@ def run(config: TrainConfig, *, resume: str | None = None, devices: str | int = 
         module = CropModule.load_from_checkpoint(ckpt.best_model_path, weights_only=False)
     train_seconds = time.perf_counter() - start
     net = module.net.eval()
+    if isinstance(dm, PastisDataModule):
+        results = {"network_patches": score_patches(net, dm.test_set, list(PASTIS_CLASSES[:num_classes])),
+                   "patch_data": f"PASTIS test fold {dm.hparams.test_fold}",
+                   "train_seconds": round(train_seconds, 1),
+                   "sizes": {"train": len(dm.train_set), "val": len(dm.val_set), "test": len(dm.test_set)}}
+        if config.output:
+            save_checkpoint(PROJECT_ROOT / config.output, net, pastis_meta(config, dm, results))
+        (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+        return results
     patch_size = dm.hparams.size if isinstance(dm, ComposedDataModule) else None
     x, mask = prepare(dm.test, dm.mean, dm.std)
     names = list(dm.train.class_names)
@@ -349,6 +363,7 @@ def run(config: TrainConfig, *, resume: str | None = None, devices: str | int = 
     }
     if isinstance(dm, ComposedDataModule):
         results["network_patches"] = score_patches(net, dm.test_patches, names, crop_classes=crop)
+        results["patch_data"] = "composed patches (semi-synthetic layouts, real series)"
     if config.output:
         meta = checkpoint_meta(config, dm, results)
         save_checkpoint(PROJECT_ROOT / config.output, net, meta)
@@ -356,10 +371,10 @@ def run(config: TrainConfig, *, resume: str | None = None, devices: str | int = 
     return results
 
 
-def score_patches(model: torch.nn.Module, patches: ComposedPatches, names: list[str], *,
-                  crop_classes: list[int] | None) -> dict[str, Any]:
-    """Pixel metrics of a patch model on a fixed set of composed patches."""
-    loader = DataLoader(patches, batch_size=16)
+def score_patches(model: torch.nn.Module, patches: torch.utils.data.Dataset, names: list[str], *,
+                  crop_classes: list[int] | None = None) -> dict[str, Any]:
+    """Pixel metrics of a patch model on a fixed set of (composed or PASTIS) patches."""
+    loader = DataLoader(patches, batch_size=16, collate_fn=collate_patches)
     probs, targets = [], []
     with torch.inference_mode():
         for x, mask, y in loader:
@@ -394,3 +409,21 @@ def checkpoint_meta(config: TrainConfig, dm: PointDataModule, results: dict[str,
                                  "(uniform patches), metrics.network_patches on held-out composed patches")
         meta["metrics"]["network_patches"] = {m: results["network_patches"][m] for m in ("oa", "macro_f1")}
     return meta
+
+
+def pastis_meta(config: TrainConfig, dm: PastisDataModule, results: dict[str, Any]) -> dict[str, Any]:
+    """Checkpoint metadata of a PASTIS run; ``norm`` converted to reflectance (PASTIS stores DN)."""
+    k = config.model_kwargs["num_classes"]
+    return {
+        "name": config.name,
+        "model": config.model,
+        "model_kwargs": config.model_kwargs,
+        "bands": list(PASTIS_BANDS),
+        "time_axis": {"kind": "dates", "steps": [], "note": "any dates; padded dates are masked"},
+        "norm": {"mean": (dm.train_set.mean / 1e4).tolist(), "std": (dm.train_set.std / 1e4).tolist(),
+                 "units": "reflectance (DN / 10000)"},
+        "legend": [{"id": i, "name": n, "color": "#808080", "is_crop": None} for i, n in enumerate(PASTIS_CLASSES[:k])],
+        "data_kind": "pastis",
+        "test_fold": dm.hparams.test_fold,
+        "metrics": {"network_patches": {m: results["network_patches"][m] for m in ("oa", "macro_f1")}},
+    }

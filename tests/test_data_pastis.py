@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader
 
 from cropcore.data.pastis import PastisDataset, collate_patches, fold_split, read_metadata
 from cropcore.errors import DatasetFormatError
-from cropcore.models import build_model
+from cropcore.models import build_model, load_checkpoint
+from cropcore.train import TrainConfig, run
 
 N_DATES = {10000: 5, 10001: 7, 10002: 3, 10003: 6, 10004: 4}  # patch id -> T (PASTIS: 38-61)
 
@@ -82,3 +83,17 @@ def test_bad_layouts_say_what_is_wrong(tmp_path, pastis):
     (pastis / "DATA_S2/S2_10002.npy").unlink()
     with pytest.raises(DatasetFormatError, match="S2_10002"):
         PastisDataset(pastis, mean=[0] * 10, std=[1] * 10)[2]
+
+
+def test_train_one_epoch_on_a_pastis_fold_and_reload_the_checkpoint(pastis, tmp_path):
+    out = tmp_path / "agrunet_pastis.pt"
+    config = TrainConfig(name="test_pastis", model="agrunet",
+                         model_kwargs={"in_channels": 10, "num_classes": 19, "widths": [4, 8, 8]},
+                         data={"kind": "pastis", "root": str(pastis), "test_fold": 2, "batch_size": 2},
+                         trainer={"max_epochs": 1, "accelerator": "cpu"}, output=str(out))
+    results = run(config, devices=1)
+    assert results["sizes"] == {"train": 3, "val": 1, "test": 1}
+    assert results["network_patches"]["n"] == int((np.load(pastis / "ANNOTATIONS/TARGET_10001.npy")[0] != 19).sum())
+    model, meta = load_checkpoint(out)
+    assert model.num_classes == len(meta["legend"]) == 19 and meta["bands"][7] == "B8A" and meta["test_fold"] == 2
+    assert max(meta["norm"]["mean"]) < 1  # reflectance, like the other checkpoints

@@ -21,7 +21,7 @@ def main(args: argparse.Namespace) -> int:
 
     results = run(load_config(args.config), resume=args.resume, devices=args.devices)
     titles = {"network": "network (held-out real points)", "random_forest": "random_forest (held-out real points)",
-              "network_patches": "network (held-out composed patches, semi-synthetic, pixel metrics)"}
+              "network_patches": f"network (held-out {results.get('patch_data')}, pixel metrics)"}
     for name, title in titles.items():
         if name in results:
             print(f"== {title}\n{format_report(results[name])}")
