@@ -224,8 +224,9 @@ def _batches(tiles: list[Tile], batch_size: int) -> list[list[Tile]]:
 class WindowReader:
     """Windows of a ``(time, band, y, x)`` cube; each dask chunk is computed once while tiles need it.
 
-    Tiles arrive row-major, so a chunk is dropped as soon as the reading position has passed its last row:
-    memory holds the chunk rows under the current tiles, not the cube.
+    Tiles arrive row-major: chunk rows are computed whole when first needed and dropped as soon as the
+    reading position has passed their last row, so memory holds the chunk rows under the current tile row
+    (it grows with the raster's width, not its area).
     """
 
     def __init__(self, cube: xr.DataArray) -> None:
@@ -246,7 +247,8 @@ class WindowReader:
         if not self.lazy:
             return np.asarray(self.data[:, :, ys, xs], dtype=np.float32)
         iys, ixs = self._blocks(self.ybounds, ys.start, ys.stop), self._blocks(self.xbounds, xs.start, xs.stop)
-        missing = [(i, j) for i in iys for j in ixs if (i, j) not in self.cache]
+        # whole chunk rows at once: one graph traversal per chunk row instead of one per chunk
+        missing = [(i, j) for i in iys for j in range(len(self.xbounds) - 1) if (i, j) not in self.cache]
         if missing:
             arrays = compute(*[self.data.blocks[:, :, i, j] for i, j in missing])
             self.cache.update({k: np.asarray(v, dtype=np.float32) for k, v in zip(missing, arrays, strict=True)})
