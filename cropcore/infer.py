@@ -35,14 +35,15 @@ from torch import nn
 from cropcore.dask_setup import compute
 from cropcore.errors import ConfigError, InferenceError
 from cropcore.models import TempCNN
+from cropcore.sinks import NODATA, ArraySink, MapSink
 from cropcore.tiling import RowBlender, Tile
+
+__all__ = ["NODATA", "Runner", "WindowReader", "autocast_dtype", "predict_map", "resolve_devices"]
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 AmpSpec = bool | str
-#: Class value of pixels without any input data.
-NODATA = 255
 
 
 def resolve_devices(devices: str | Sequence[str] = "auto") -> list[str]:
@@ -300,6 +301,7 @@ def predict_map(
     devices: str | Sequence[str] = "auto",
     amp: AmpSpec = True,
     probabilities: bool = False,
+    sink: MapSink | None = None,
     progress: Progress | None = None,
 ) -> xr.Dataset:
     """Crop map of a preprocessed ``(time, band, y, x)`` reflectance cube on the model's time axis.
@@ -307,7 +309,8 @@ def predict_map(
     ``meta`` is the checkpoint metadata (bands in order, ``norm`` statistics, ``legend``). Returns an
     ``xarray.Dataset`` on the cube's grid with ``class`` (uint8; :data:`NODATA` where the cube holds no
     value at all), ``confidence`` (float32, max probability; NaN there) and, with ``probabilities=True``,
-    ``probability`` (class, y, x).
+    ``probability`` (class, y, x). The map is kept in memory unless ``sink`` (e.g. a
+    :class:`~cropcore.sinks.GeoTiffSink`) takes the finished rows as they come.
     """
     bands = list(meta["bands"])
     have = [str(b) for b in cube["band"].values]
@@ -322,18 +325,15 @@ def predict_map(
     classes = len(meta["legend"])
     device_list = resolve_devices(devices)
     norm = Normalization.from_meta(meta)
-    cls_map = np.zeros((height, width), dtype=np.uint8)
     valid = np.zeros((height, width), dtype=bool)
-    conf = np.zeros((height, width), dtype=np.float32)
-    probs = np.zeros((classes, height, width), dtype=np.float32) if probabilities else None
+    if sink is None:
+        sink = ArraySink(height, width, classes, probabilities=probabilities)
+    elif probabilities:
+        raise ConfigError("probabilities=True keeps every class in memory: it cannot be combined with a sink")
 
     def emit(row0: int, block: np.ndarray) -> None:  # blended logits of finished rows
         p = torch.softmax(torch.from_numpy(block), dim=0).numpy()
-        rows = slice(row0, row0 + block.shape[1])
-        cls_map[rows] = p.argmax(0)
-        conf[rows] = p.max(0)
-        if probs is not None:
-            probs[:, rows] = p
+        sink.write(row0, p, valid[row0:row0 + block.shape[1]])
 
     blender = RowBlender(classes, height, width, tile=tile, overlap=overlap, emit=emit)
     batches = _batches(blender.tiles, batch_size)
@@ -356,12 +356,7 @@ def predict_map(
     else:
         _run_pool(model, device_list, amp, batches, reader, blender, report)
     timings["total"] = time.perf_counter() - t_start
-    cls_map[~valid] = NODATA
-    conf[~valid] = np.nan
-    coords = {"y": cube["y"], "x": cube["x"]}
-    out = xr.Dataset({"class": (("y", "x"), cls_map), "confidence": (("y", "x"), conf)}, coords=coords)
-    if probs is not None:
-        out["probability"] = (("class_id", "y", "x"), probs)
+    out = sink.dataset({"y": cube["y"], "x": cube["x"]})
     if "spatial_ref" in cube.coords:
         out = out.assign_coords(spatial_ref=cube["spatial_ref"])
     out.attrs["class_names"] = [c["name"] for c in meta["legend"]]

@@ -126,3 +126,22 @@ def test_window_reader_computes_each_chunk_once_and_matches_numpy():
         np.testing.assert_array_equal(reader.read(*t.slices), values[(slice(None), slice(None), *t.slices)])
         assert len(reader.cache) <= 3 * 3  # only the chunk rows under the current tile (32 rows over 25-row chunks)
     assert len(calls) == len(set(calls)) == 4 * 3  # every chunk computed exactly once
+
+
+def test_geotiff_sink_gives_the_same_map_as_memory(tempcnn, tmp_path):
+    import rioxarray  # noqa: F401
+
+    from cropcore.sinks import GeoTiffSink
+
+    model, meta = tempcnn
+    cube = random_cube(meta).rio.write_crs("EPSG:32631")
+    ny, nx = cube.sizes["y"], cube.sizes["x"]
+    cube = cube.assign_coords(y=5612115.0 - 10 * np.arange(ny), x=664005.0 + 10 * np.arange(nx))
+    memory = infer.predict_map(cube, model, meta=meta, tile=32, overlap=8)
+    sink = GeoTiffSink(tmp_path, crs=cube.rio.crs, transform=cube.rio.transform(), height=70, width=90)
+    disk = infer.predict_map(cube, model, meta=meta, tile=32, overlap=8, sink=sink)
+    np.testing.assert_array_equal(disk["class"].values, memory["class"].values)
+    np.testing.assert_allclose(disk["confidence"].values, memory["confidence"].values, equal_nan=True)
+    assert disk["class"].rio.transform() == cube.rio.transform()
+    with pytest.raises(ConfigError, match="sink"):
+        infer.predict_map(cube, model, meta=meta, probabilities=True, sink=sink)

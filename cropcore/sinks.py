@@ -1,0 +1,92 @@
+"""Where :func:`cropcore.infer.predict_map` puts finished rows of the map.
+
+* :class:`ArraySink` keeps the class map, the confidence (and optionally every class probability) in memory;
+* :class:`GeoTiffSink` writes them window by window into tiled GeoTIFFs on disk, so a map of any size needs
+  memory only for a band of rows; the files are then read back lazily (dask) for export and statistics.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import rasterio
+import rioxarray
+import xarray as xr
+from rasterio.windows import Window
+
+#: Class value of pixels without any input data.
+NODATA = 255
+
+
+class MapSink(Protocol):
+    """Receives blended class probabilities of finished rows, top to bottom."""
+
+    def write(self, row0: int, probabilities: np.ndarray, valid: np.ndarray) -> None:
+        """``probabilities`` (K, n, W) and ``valid`` (n, W) for rows ``row0 .. row0 + n``."""
+
+    def dataset(self, coords: dict) -> xr.Dataset:
+        """The map as a Dataset with ``class`` and ``confidence`` (and maybe ``probability``)."""
+
+
+def _class_and_confidence(p: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    classes = p.argmax(0).astype(np.uint8)
+    confidence = p.max(0).astype(np.float32)
+    classes[~valid] = NODATA
+    confidence[~valid] = np.nan
+    return classes, confidence
+
+
+class ArraySink:
+    """The whole map in memory."""
+
+    def __init__(self, height: int, width: int, num_classes: int, *, probabilities: bool = False) -> None:
+        self.classes = np.full((height, width), NODATA, dtype=np.uint8)
+        self.confidence = np.full((height, width), np.nan, dtype=np.float32)
+        self.probabilities = np.zeros((num_classes, height, width), np.float32) if probabilities else None
+
+    def write(self, row0: int, probabilities: np.ndarray, valid: np.ndarray) -> None:
+        rows = slice(row0, row0 + probabilities.shape[1])
+        self.classes[rows], self.confidence[rows] = _class_and_confidence(probabilities, valid)
+        if self.probabilities is not None:
+            self.probabilities[:, rows] = probabilities
+
+    def dataset(self, coords: dict) -> xr.Dataset:
+        out = xr.Dataset({"class": (("y", "x"), self.classes), "confidence": (("y", "x"), self.confidence)},
+                         coords=coords)
+        if self.probabilities is not None:
+            out["probability"] = (("class_id", "y", "x"), self.probabilities)
+        return out
+
+
+class GeoTiffSink:
+    """Rows written into ``<folder>/class.tif`` and ``<folder>/confidence.tif`` (tiled, uncompressed)."""
+
+    def __init__(self, folder: Path, *, crs: object, transform: object, height: int, width: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.paths = {"class": folder / "class.tif", "confidence": folder / "confidence.tif"}
+        common = {"driver": "GTiff", "height": height, "width": width, "count": 1, "crs": crs,
+                  "transform": transform, "tiled": True, "blockxsize": 256, "blockysize": 256}
+        self._files = {
+            "class": rasterio.open(self.paths["class"], "w", dtype="uint8", nodata=NODATA, **common),
+            "confidence": rasterio.open(self.paths["confidence"], "w", dtype="float32", nodata=np.nan, **common),
+        }
+        self.width = width
+
+    def write(self, row0: int, probabilities: np.ndarray, valid: np.ndarray) -> None:
+        classes, confidence = _class_and_confidence(probabilities, valid)
+        window = Window(0, row0, self.width, classes.shape[0])
+        self._files["class"].write(classes, 1, window=window)
+        self._files["confidence"].write(confidence, 1, window=window)
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+
+    def dataset(self, coords: dict) -> xr.Dataset:
+        """Close the files and open them again lazily (dask chunks of 1024 x 1024 px)."""
+        self.close()
+        layers = {k: rioxarray.open_rasterio(p, chunks={"x": 1024, "y": 1024}, mask_and_scale=False).squeeze(
+            "band", drop=True) for k, p in self.paths.items()}
+        return xr.Dataset(layers)
