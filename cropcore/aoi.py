@@ -18,6 +18,8 @@ from cropcore.settings import max_aoi_km2
 AOILike = BaseGeometry | Mapping[str, Any] | Sequence[float] | str
 
 _GEOD = Geod(ellps="WGS84")
+#: Largest GeoJSON text accepted (1 MiB: thousands of field vertices; larger files are usually whole regions).
+MAX_GEOJSON_BYTES = 2**20
 
 
 def _from_geojson(obj: Mapping[str, Any]) -> BaseGeometry:
@@ -66,6 +68,10 @@ def normalize_aoi(aoi: AOILike, *, max_area_km2: float | None = None) -> BaseGeo
     bbox ``(west, south, east, north)``.
     """
     if isinstance(aoi, str):
+        if len(aoi) > MAX_GEOJSON_BYTES:
+            raise InvalidAOIError(f"the AOI GeoJSON is {len(aoi) / 2**20:.1f} MB, more than the limit of "
+                                  f"{MAX_GEOJSON_BYTES / 2**20:.0f} MB: simplify the polygon or keep only the area "
+                                  "to map")
         try:
             aoi = json.loads(aoi)
         except json.JSONDecodeError as exc:

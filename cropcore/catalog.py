@@ -7,6 +7,7 @@ any STAC API.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from pystac_client import Client
 from pystac_client.conformance import ConformanceClasses
 from pystac_client.exceptions import APIError
 from pystac_client.stac_api_io import StacApiIO
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from cropcore.aoi import AOILike, normalize_aoi
@@ -77,16 +79,25 @@ def open_client(spec: CatalogSpec, *, timeout: float = 10.0, retries: int = 3) -
 
 
 def _reason(exc: BaseException) -> str:
-    """A one-line reason, naming connection failures and time-outs anywhere in the exception chain."""
+    """A one-line reason: time-outs, connection failures, HTTP errors and malformed answers by name."""
     chain: BaseException | None = exc
     while chain is not None:
-        if isinstance(chain, requests.Timeout):
-            return "no answer within the timeout"
+        if isinstance(chain, requests.Timeout | ReadTimeoutError | ConnectTimeoutError):
+            return "no answer within the timeout: try again later, or use another catalog"
+        if isinstance(chain, MaxRetryError) and isinstance(chain.reason, ReadTimeoutError | ConnectTimeoutError):
+            return "no answer within the timeout: try again later, or use another catalog"
+        if isinstance(chain, requests.ConnectionError) and "timed out" in str(chain).lower():
+            return "no answer within the timeout: try again later, or use another catalog"
         if isinstance(chain, requests.ConnectionError):
             return "cannot connect: is the server running and reachable?"
+        if isinstance(chain, json.JSONDecodeError):
+            return f"the answer is not valid JSON ({chain.msg}): the server is misbehaving; try again later"
         chain = chain.__cause__ or chain.__context__
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+    text = " ".join(str(exc).split())[:200] or type(exc).__name__
+    status = getattr(exc, "status_code", None)
+    if status is not None:
+        return f"it answered HTTP {status} ({text}): try again later, or use another catalog"
+    return text
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Each sub-command lives in ``cropcore.commands.<name>`` and exposes ``register(subparsers)``, which adds
 its parser and sets ``func(args) -> int``. Errors print one line on stderr and exit 2 (bad input), 3 (no
-scenes) or 4 (STAC API unavailable); ``--verbose`` shows the details.
+scenes) or 4 (STAC API unavailable), 1 for an unexpected error and 130 when interrupted; ``--verbose``
+shows the details.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ EXIT_USER_ERROR = 2
 EXIT_NO_SCENES = 3
 EXIT_CATALOG_UNAVAILABLE = 4
 EXIT_INTERRUPTED = 130
+EXIT_INTERNAL_ERROR = 1
 
 
 def exit_code(exc: CropcoreError) -> int:
@@ -57,3 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cropcore {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug or an unforeseen fault: one line, the traceback with --verbose
+        if args.verbose:
+            traceback.print_exc()
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        print(f"cropcore {args.command}: unexpected error: {type(exc).__name__}: {first} (run with --verbose "
+              "for details and report it)", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR

@@ -30,7 +30,8 @@ def _parse(value: DateLike, *, end: bool) -> datetime | None:
 def normalize_daterange(value: str | Sequence[DateLike] | DateLike) -> tuple[datetime | None, datetime | None]:
     """Return ``(start, end)`` in UTC from ``"start/end"``, a pair, or one date (that whole day).
 
-    A date without time covers the whole day; ``None`` or ``..`` leaves that side open.
+    A date without time covers the whole day; ``None`` or ``..`` leaves that side open. A date after today
+    (UTC) is refused: no scene can exist yet, and a silently clipped range would hide the mistake.
     """
     if isinstance(value, str) and "/" in value:
         parts: Sequence[DateLike] = value.split("/")
@@ -43,6 +44,13 @@ def normalize_daterange(value: str | Sequence[DateLike] | DateLike) -> tuple[dat
     start, stop = _parse(parts[0], end=False), _parse(parts[1], end=True)
     if start and stop and start > stop:
         raise InvalidDateRangeError(f"the date range is reversed: {start:%Y-%m-%d} is after {stop:%Y-%m-%d}")
+    today = datetime.now(UTC).date()
+    for name, when in (("start", start), ("end", stop)):
+        if when is not None and when.astimezone(UTC).date() > today:
+            raise InvalidDateRangeError(
+                f"the {name} date {when:%Y-%m-%d} is in the future (today is {today:%Y-%m-%d}): no scene exists "
+                "yet; end the range today or earlier"
+            )
     return start, stop
 
 

@@ -7,8 +7,10 @@ then renamed, so a failure never leaves a partial file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
@@ -18,6 +20,8 @@ from typing import Any
 import numpy as np
 import rioxarray  # noqa: F401 (registers the .rio accessor used below)
 import xarray as xr
+from rasterio._err import CPLE_BaseError
+from rasterio.errors import RasterioError
 from rasterio.io import MemoryFile
 from rio_cogeo.cogeo import cog_translate, cog_validate
 from rio_cogeo.profiles import cog_profiles
@@ -25,6 +29,29 @@ from rio_cogeo.profiles import cog_profiles
 from cropcore.errors import ExportError
 
 MEMORY = ":mem:"
+#: Below this many free bytes a failed write is reported as a full disk.
+LOW_SPACE_BYTES = 16 * 2**20
+_WRITE_ERRORS = (OSError, RasterioError, CPLE_BaseError)
+
+
+def write_error(path: Path, exc: BaseException) -> ExportError:
+    """An :class:`ExportError` saying why ``path`` could not be written and what to do.
+
+    GDAL reports a full disk as a generic I/O error: then the free space of the destination decides.
+    """
+    if isinstance(exc, OSError) and exc.errno is not None:
+        full = exc.errno == errno.ENOSPC
+        reason = exc.strerror or str(exc)
+    else:
+        folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), path.parent)
+        try:
+            full = shutil.disk_usage(folder).free < LOW_SPACE_BYTES
+        except OSError:
+            full = False
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if full:
+        return ExportError(f"cannot write {path}: the disk is full; free some space or write somewhere else")
+    return ExportError(f"cannot write {path}: {reason}; choose a folder you can write to")
 
 
 def _atomic_target(dst: Path) -> Path:
@@ -34,16 +61,24 @@ def _atomic_target(dst: Path) -> Path:
     return Path(tmp)
 
 
+def write_text_atomic(text: str, dst: Path) -> Path:
+    """Write ``text`` to ``dst`` atomically (a temporary file renamed); raises :class:`ExportError`."""
+    tmp: Path | None = None
+    try:
+        tmp = _atomic_target(dst)
+        tmp.write_text(text)
+        tmp.replace(dst)
+    except OSError as exc:
+        raise write_error(dst, exc) from exc
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+    return dst
+
+
 def write_json_atomic(data: Mapping[str, Any], dst: Path) -> Path:
     """Write ``data`` as JSON to ``dst`` atomically."""
-    tmp = _atomic_target(dst)
-    try:
-        tmp.write_text(json.dumps(data, indent=2, default=str))
-        tmp.replace(dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return dst
+    return write_text_atomic(json.dumps(data, indent=2, default=str), dst)
 
 
 def _hex_to_rgba(colour: str | Sequence[int]) -> tuple[int, int, int, int]:
@@ -93,8 +128,9 @@ def write_cog(
     cog_profile.update(blockxsize=256, blockysize=256)
     cmap = {int(k): _hex_to_rgba(v) for k, v in colormap.items()} if colormap else None
     path = Path(tempfile.gettempdir()) / "cropcore.mem.tif" if dst == MEMORY else Path(dst)
-    tmp = _atomic_target(path)
+    tmp: Path | None = None
     try:
+        tmp = _atomic_target(path)
         with MemoryFile() as mem:
             with mem.open(**profile) as ds:
                 ds.write(data)
@@ -117,11 +153,16 @@ def write_cog(
         tmp.replace(path)
     except ExportError:
         raise
-    except OSError as exc:
-        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    except _WRITE_ERRORS as exc:
+        raise write_error(path, exc) from exc
     finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
     if tags:
-        write_json_atomic({**tags, "class_names": list(class_names or [])}, path.with_suffix(".json"))
+        try:
+            write_json_atomic({**tags, "class_names": list(class_names or [])}, path.with_suffix(".json"))
+        except BaseException:
+            path.unlink(missing_ok=True)  # a map without its manifest sidecar is not a complete export
+            raise
     return path

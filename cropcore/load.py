@@ -88,6 +88,10 @@ class FailureLog:
     def record(self, href: str, reason: str) -> None:
         """Note that ``href`` could not be read (the first reason per asset is kept)."""
         item_id, asset = self._assets.get(href, ("?", href))
+        self.add(item_id, asset, reason)
+
+    def add(self, item_id: str, asset: str, reason: str) -> None:
+        """Note that ``asset`` of item ``item_id`` is unusable (the first reason per asset is kept)."""
         with self._lock:
             self._failures.setdefault((item_id, asset), AssetFailure(item_id, asset, _one_line(reason)))
 
@@ -322,6 +326,10 @@ def load_cube(
 
     hrefs = _item_hrefs(items, bands, patch_url)
     log = FailureLog(hrefs)
+    for item in items:  # an item lacking a band some other item has: that band stays nodata there
+        for band in bands:
+            if band not in item.assets:
+                log.add(item.id, band, f"the item has no {band} asset")
     if check:
         check_assets(hrefs, log, progress=progress)
     ds = odc.stac.load(

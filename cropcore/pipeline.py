@@ -23,7 +23,7 @@ from cropcore.aoi import AOILike, normalize_aoi
 from cropcore.catalog import SearchResult, search_items
 from cropcore.dask_setup import compute
 from cropcore.dates import DateLike, normalize_daterange
-from cropcore.errors import ConfigError
+from cropcore.errors import ConfigError, InvalidDateRangeError
 from cropcore.load import AssetFailure, load_cube
 from cropcore.preprocess import preprocess, time_axis
 
@@ -109,6 +109,13 @@ def season_axis(meta: dict[str, Any], start: DateLike, end: DateLike) -> pd.Date
     year = first.year if first.month <= last_month else first.year + 1
     season_end = pd.Timestamp(year=year, month=last_month, day=1)
     season_start = season_end - pd.DateOffset(months=len(steps) - 1)
+    last_day = (season_end + pd.offsets.MonthEnd(1)).date()
+    if last_day > datetime.now(UTC).date():
+        raise InvalidDateRangeError(
+            f"the season {season_start:%b %Y} – {season_end:%b %Y} is not over yet (it ends {last_day}) and the "
+            f"model needs all {len(steps)} months: start in an earlier season, e.g. {season_start.year - 1}-"
+            f"{season_start.month:02d}-01"
+        )
     return time_axis(season_start, freq="monthly", periods=len(steps))
 
 
@@ -177,22 +184,35 @@ def run(params: RunParams, *, progress: Progress | None = None, model: tuple[Any
 
 def export_run(result: RunResult, out: Path, *, name: str = "cropmap") -> dict[str, Path]:
     """Write ``<name>.tif`` (classes, with the manifest as ``<name>.json``), ``<name>_confidence.tif`` and
-    ``<name>_areas.csv`` into ``out``; returns their paths."""
-    from cropcore.export import write_cog
+    ``<name>_areas.csv`` into ``out``; returns their paths.
+
+    ``name`` is a plain file name (no folder, no ``..``). Each file is written atomically; when one fails
+    (or the run is interrupted) the files this call already wrote are removed: all or nothing.
+    """
+    from cropcore.export import write_cog, write_text_atomic
     from cropcore.infer import NODATA
     from cropcore.stats import class_areas
 
+    if not name or name.startswith(".") or Path(name).name != name or "\\" in name:
+        raise ConfigError(f"the file name {name!r} must be a plain name without folders or '..' (e.g. 'cropmap')")
     t0 = time.perf_counter()
     manifest = result.manifest()
     classes = result.prediction["class"]
-    paths = {
-        "map": write_cog(classes, out / f"{name}.tif", class_names=result.class_names, colormap=result.colors,
-                         nodata=NODATA, tags={"MANIFEST": manifest}),
-        "manifest": out / f"{name}.json",
-        "confidence": write_cog(result.prediction["confidence"], out / f"{name}_confidence.tif",
-                                tags={"MANIFEST": manifest, "DESCRIPTION": "max class probability"}),
-        "areas": out / f"{name}_areas.csv",
-    }
-    class_areas(classes, result.class_names, nodata=NODATA).to_csv(paths["areas"], index=False)
+    paths = {"map": out / f"{name}.tif", "manifest": out / f"{name}.json",
+             "confidence": out / f"{name}_confidence.tif", "areas": out / f"{name}_areas.csv"}
+    written: list[Path] = []
+    try:
+        write_cog(classes, paths["map"], class_names=result.class_names, colormap=result.colors, nodata=NODATA,
+                  tags={"MANIFEST": manifest})
+        written += [paths["map"], paths["manifest"]]
+        write_cog(result.prediction["confidence"], paths["confidence"],
+                  tags={"MANIFEST": manifest, "DESCRIPTION": "max class probability"})
+        written += [paths["confidence"], paths["confidence"].with_suffix(".json")]
+        areas = class_areas(classes, result.class_names, nodata=NODATA)
+        write_text_atomic(areas.to_csv(index=False), paths["areas"])
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     result.timings["write"] = time.perf_counter() - t0
     return paths

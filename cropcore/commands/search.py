@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cropcore.aoi import MAX_GEOJSON_BYTES
 from cropcore.errors import InvalidAOIError
 
 
@@ -22,7 +23,13 @@ def read_aoi(args: argparse.Namespace) -> object:
     if args.bbox:
         return args.bbox
     try:
+        size = args.aoi.stat().st_size
+        if size > MAX_GEOJSON_BYTES:
+            raise InvalidAOIError(f"the AOI file {args.aoi} is {size / 2**20:.1f} MB, more than the limit of "
+                                  f"{MAX_GEOJSON_BYTES / 2**20:.0f} MB: simplify the polygon")
         return args.aoi.read_text()
+    except UnicodeDecodeError:
+        raise InvalidAOIError(f"the AOI file {args.aoi} is not text: give a GeoJSON file") from None
     except OSError as exc:
         raise InvalidAOIError(f"cannot read the AOI file {args.aoi}: {exc.strerror}") from None
 
@@ -37,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-cloud", type=float, help="maximum cloud cover, percent")
     parser.add_argument("--limit", type=int, default=500, help="maximum number of scenes")
     parser.add_argument("--json", action="store_true", help="print the ItemCollection as GeoJSON")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each answer (default 10)")
     parser.set_defaults(func=run)
 
 
@@ -47,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from cropcore.catalog import search_items
 
     result = search_items(read_aoi(args), (args.start, args.end), collections=args.collections,
-                          max_cloud=args.max_cloud, limit=args.limit, catalog=args.catalog)
+                          max_cloud=args.max_cloud, limit=args.limit, catalog=args.catalog,
+                          timeout=args.timeout)
     if args.json:
         print(json.dumps(result.items.to_dict()))
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +63,16 @@ def load_checkpoint(
     from cropcore.models import build_model
 
     path = resolve(path_or_name)
+    _check_archive(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        refused = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line), None)
+        if refused is None:
+            raise CheckpointError(f"{path} is corrupted: {_last_line(exc)}; re-download or re-save it") from None
         raise CheckpointError(
-            f"{path} holds Python objects that weights-only loading refuses; only load files you trust, "
-            f"and re-save them with cropcore.models.save_checkpoint ({str(exc).splitlines()[0]})"
+            f"{path} holds Python objects that weights-only loading refuses ({refused}); only load files you "
+            "trust, and re-save them with cropcore.models.save_checkpoint"
         ) from None
     except (RuntimeError, EOFError, OSError) as exc:
         raise CheckpointError(f"{path} is not a readable torch checkpoint: {exc}") from None
@@ -88,6 +93,25 @@ def load_checkpoint(
     except (KeyError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: weights do not fit model {meta['model']!r}: {exc}") from None
     return model.eval(), meta
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(exc).__name__
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse a file that is not an intact ``torch.save`` zip archive (every member's CRC is checked)."""
+    try:
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(f"{path} is corrupted or not a checkpoint (not the zip archive torch.save "
+                                  "writes); re-download or re-save it")
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise CheckpointError(f"{path} is corrupted: {_last_line(exc)}; re-download or re-save it") from None
+    if bad is not None:
+        raise CheckpointError(f"{path} is corrupted ({bad} fails its checksum); re-download or re-save it")
 
 
 def _validate(meta: dict[str, Any], path: Path) -> None:

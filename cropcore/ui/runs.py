@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import asdict
@@ -21,6 +23,8 @@ from cropcore.ui.search import DEMO_AOI
 #: The demo season (the embedded catalog's WorldCereal composites, Nov 2020 - Oct 2021).
 DEMO_DATES = (date(2020, 11, 1), date(2021, 10, 31))
 MAX_RUNS = 8  # results kept in memory (shared by all sessions of this server)
+_log = logging.getLogger(__name__)
+_STORE_LOCK = threading.Lock()
 
 
 def params_key(params: RunParams) -> str:
@@ -69,18 +73,26 @@ def load_model(name: str) -> tuple[Any, dict[str, Any]]:
 @st.cache_data(show_spinner=False)
 def dashboard_models() -> dict[str, str]:
     """Shipped checkpoints that classify a monthly season (name -> architecture); others need dated input."""
-    names = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt"))
-    metas = {name: load_model(name)[1] for name in names}
-    return {n: m["model"] for n, m in metas.items() if m.get("time_axis", {}).get("kind") == "season_months"}
+    models = {}
+    for name in sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt")):
+        try:
+            meta = load_model(name)[1]
+        except CropcoreError as exc:  # a damaged file is left out of the list, not a crash of the page
+            _log.warning("checkpoint %s left out: %s", name, exc)
+            continue
+        if meta.get("time_axis", {}).get("kind") == "season_months":
+            models[name] = meta["model"]
+    return models
 
 
 def cached(params: RunParams) -> RunResult | None:
     """The result of an earlier run with the same parameters, or None."""
     store = _store()
     key = params_key(params)
-    if key in store:
-        store.move_to_end(key)
-        return store[key]
+    with _STORE_LOCK:
+        if key in store:
+            store.move_to_end(key)
+            return store[key]
     return None
 
 
@@ -104,13 +116,21 @@ def execute(params: RunParams) -> RunResult | None:
         status.update(label="The crop map could not be made", state="error", expanded=False)
         st.error(str(exc))
         return None
+    except Exception as exc:  # a bug or an unforeseen fault: a short message here, the traceback in the log
+        _log.exception("crop-map run failed")
+        status.update(label="The crop map could not be made", state="error", expanded=False)
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        st.error(f"Unexpected error ({type(exc).__name__}: {first}). Nothing was kept; try again, and if it "
+                 "persists report it with the server log.")
+        return None
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
     status.update(label=f"Crop map ready in {time.perf_counter() - t0:.1f} s ({timings})", state="complete",
                   expanded=False)
     store = _store()
-    store[params_key(params)] = result
-    while len(store) > MAX_RUNS:
-        store.popitem(last=False)
+    with _STORE_LOCK:  # sessions run in threads of one server and share the store
+        store[params_key(params)] = result
+        while len(store) > MAX_RUNS:
+            store.popitem(last=False)
     return result
 
 

@@ -12,14 +12,14 @@ import streamlit as st
 from shapely.geometry import box, mapping
 from shapely.geometry.base import BaseGeometry
 
-from cropcore.aoi import geodesic_area_km2, normalize_aoi
+from cropcore.aoi import MAX_GEOJSON_BYTES, geodesic_area_km2, normalize_aoi
 from cropcore.catalog import SearchResult, search_items
 from cropcore.errors import CropcoreError
 from cropcore.ui import state
 from cropcore.ui.map import DEMO_BBOX, aoi_layer, base_map, footprints_layer, show_map
 from cropcore.ui.seasons import CUSTOM, SEASONS, season_range
 
-MAX_UPLOAD_MB = 1
+MAX_UPLOAD_MB = MAX_GEOJSON_BYTES // 2**20
 DEFAULT_SEASON, DEFAULT_YEAR = "Agricultural year (Nov-Oct)", 2021
 DEFAULT_MAX_CLOUD = 80
 
@@ -100,16 +100,22 @@ def date_range() -> tuple[date, date]:
     """Season preset + year, or custom dates."""
     season = st.selectbox("Season", [*SEASONS, CUSTOM], key=state.SEASON,
                           index=list(SEASONS).index(DEFAULT_SEASON))
+    today = date.today()
     if season == CUSTOM:
-        picked = st.date_input("Dates", value=season_range(DEFAULT_SEASON, DEFAULT_YEAR), key=state.DATES)
+        picked = st.date_input("Dates", value=season_range(DEFAULT_SEASON, DEFAULT_YEAR), key=state.DATES,
+                               max_value=today)
         if len(picked) != 2:
             st.info("Pick an end date too.")
             return picked[0], picked[0]
         return picked[0], picked[1]
-    year = st.number_input("Season ending in", min_value=2015, max_value=date.today().year, step=1,
+    year = st.number_input("Season ending in", min_value=2015, max_value=today.year, step=1,
                            value=DEFAULT_YEAR, key=state.SEASON_YEAR)
     start, end = season_range(season, int(year))
-    st.caption(f"{start:%Y-%m-%d} to {end:%Y-%m-%d}")
+    if end > today:
+        end = today
+        st.caption(f"{start:%Y-%m-%d} to {end:%Y-%m-%d} (the season is not over: it ends today for now)")
+    else:
+        st.caption(f"{start:%Y-%m-%d} to {end:%Y-%m-%d}")
     return start, end
 
 
