@@ -19,7 +19,8 @@ from pystac_client import Client
 from pystac_client.conformance import ConformanceClasses
 from pystac_client.exceptions import APIError
 from pystac_client.stac_api_io import StacApiIO
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, ReadTimeoutError
+from urllib3.exceptions import MaxRetryError, NewConnectionError
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util.retry import Retry
 
 from cropcore.aoi import AOILike, normalize_aoi
@@ -82,11 +83,10 @@ def _reason(exc: BaseException) -> str:
     """A one-line reason: time-outs, connection failures, HTTP errors and malformed answers by name."""
     chain: BaseException | None = exc
     while chain is not None:
-        if isinstance(chain, requests.Timeout | ReadTimeoutError | ConnectTimeoutError):
-            return "no answer within the timeout: try again later, or use another catalog"
-        if isinstance(chain, MaxRetryError) and isinstance(chain.reason, ReadTimeoutError | ConnectTimeoutError):
-            return "no answer within the timeout: try again later, or use another catalog"
-        if isinstance(chain, requests.ConnectionError) and "timed out" in str(chain).lower():
+        retried = chain.args[0].reason if chain.args and isinstance(chain.args[0], MaxRetryError) else None
+        # urllib3's NewConnectionError (refused) subclasses its ConnectTimeoutError
+        timed_out = isinstance(retried, Urllib3Timeout) and not isinstance(retried, NewConnectionError)
+        if isinstance(chain, requests.Timeout) or timed_out:
             return "no answer within the timeout: try again later, or use another catalog"
         if isinstance(chain, requests.ConnectionError):
             return "cannot connect: is the server running and reachable?"
