@@ -204,7 +204,7 @@ def _bad_checkpoints(folder: Path, shipped: tuple[torch.nn.Module, dict]) -> dic
     good = CHECKPOINT_DIR / "tempcnn_worldcereal.pt"
     data = good.read_bytes()
     out = {}
-    wrong_bands = folder / "wrong_bands.pt"  # weights for 10 bands, meta listing 9
+    wrong_bands = folder / "wrong_bands.pt"  # weights for 9 bands, meta listing 8
     save_checkpoint(wrong_bands, model, {**meta, "bands": meta["bands"][:-1]})
     out["wrong band count"] = wrong_bands, "bands but meta lists"
     wrong_legend = folder / "wrong_legend.pt"
