@@ -172,3 +172,12 @@ def test_all_scenes_cloudy(stac_api, capsys):
     code, err = cli(capsys, "search", "--bbox", *map(str, DEMO), "--start", "2020-12-01", "--end", "2021-01-31",
                     "--max-cloud", "80", "--catalog", stac_api)
     assert code == 3 and len(err) == 1 and "at most 80% cloud" in err[0]
+
+
+def test_reversed_custom_dates_in_the_dashboard(stac_api, monkeypatch):
+    at = search_page(monkeypatch, FakeMap({"type": "Feature", "properties": {}, "geometry": polygon(
+        (5.322, 50.630), (5.330, 50.630), (5.330, 50.636), (5.322, 50.636))}))
+    at.selectbox(key="widget.season").select("Custom dates").run()
+    at.date_input(key="widget.dates").set_value((date(2021, 6, 30), date(2021, 1, 1))).run()
+    at = button(at, "Search scenes").click().run()
+    assert not at.exception and len(at.error) == 1 and "reversed" in at.error[0].value
