@@ -12,7 +12,8 @@ Usage: ``python benchmarks/bench_infer.py [--quick] [--out benchmarks/results/in
 4. End to end: generated Sentinel-2-like COGs (6 dates x 9 bands, seeded, 10 m) for a 10 km x 10 km AOI
    (1x), and 4x and 16x that area, each in a fresh process with its RSS sampled every 5 ms: search (a real
    search of the embedded STAC API), load (odc-stac graph + header checks), preprocess (monthly composite
-   and gap filling, computed while tiles are read), model, write (class + confidence COGs). The 1x run also
+   and gap filling, computed while tiles are read), model, write (class + confidence COGs). As in the
+   predict CLI, finished rows go to GeoTIFFs on disk and the COGs are made from those files. The 1x run also
    uses the shipped default model (TempCNN); the area series uses a small AgrUNet (widths 8/16/32, random
    weights: speed and memory only) so that 16x stays within minutes on a laptop-class CPU.
 """
@@ -116,6 +117,7 @@ def child(spec: dict) -> dict:
     from cropcore.load import load_cube
     from cropcore.models import build_model, load_checkpoint
     from cropcore.preprocess import preprocess, time_axis
+    from cropcore.sinks import GeoTiffSink
 
     sampler = RssSampler()
     sampler.start()
@@ -132,17 +134,19 @@ def child(spec: dict) -> dict:
     cube = load_cube(items, list(BANDS), aoi=spec["aoi"], chunks={"y": tile - overlap, "x": 512}).cube
     t["load"] = time.perf_counter() - t0
     refl = preprocess(cube, axis=time_axis("2020-11-01", periods=12))
-    pred = predict_map(refl, net, meta=meta, tile=tile, overlap=overlap, batch_size=2, amp="bf16")
-    inner = pred.attrs["timings"]
-    t["preprocess"] = inner["read_wait"]  # composites are computed lazily while tiles are read
-    t["model"] = inner["model"]
-    t["infer_other"] = inner["total"] - inner["model"] - inner["read_wait"]
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:  # as the predict CLI does: rows to disk, COGs made from there
+        sink = GeoTiffSink(Path(tmp) / "work", crs=refl.rio.crs, transform=refl.rio.transform(),
+                           height=refl.sizes["y"], width=refl.sizes["x"])
+        pred = predict_map(refl, net, meta=meta, tile=tile, overlap=overlap, batch_size=2, amp="bf16", sink=sink)
+        inner = pred.attrs["timings"]
+        t["preprocess"] = inner["read_wait"]  # composites are computed lazily while tiles are read
+        t["model"] = inner["model"]
+        t["infer_other"] = inner["total"] - inner["model"] - inner["read_wait"]
+        t0 = time.perf_counter()
         write_cog(pred["class"], Path(tmp) / "map.tif", class_names=[c["name"] for c in meta["legend"]],
                   colormap={c["id"]: c["color"] for c in meta["legend"]}, nodata=255)
         write_cog(pred["confidence"], Path(tmp) / "confidence.tif")
-    t["write"] = time.perf_counter() - t0
+        t["write"] = time.perf_counter() - t0
     t["total"] = sum(t.values())
     ny, nx = pred["class"].shape
     return {"pixels": ny * nx, "seconds": t, "peak_rss_mb": sampler.stop() / 2**20,

@@ -13,11 +13,12 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
 import rioxarray  # noqa: F401 (registers the .rio accessor used below)
 import xarray as xr
 from rasterio._err import CPLE_BaseError
@@ -89,6 +90,30 @@ def _hex_to_rgba(colour: str | Sequence[int]) -> tuple[int, int, int, int]:
     return (*rgba, 255)[:4] if len(rgba) == 3 else rgba  # type: ignore[return-value]
 
 
+@contextlib.contextmanager
+def _source(da: xr.DataArray, nodata: float | None, tags: Mapping[str, str], categorical: bool) -> Iterator[Any]:
+    """An open rasterio dataset holding ``da``: its own file when it is one read lazily from disk (so large
+    maps stream from there), else an in-memory GeoTIFF."""
+    source = da.encoding.get("source")
+    if source and Path(source).is_file() and da.ndim == 2:
+        with rasterio.open(source) as src:
+            if src.count == 1 and src.shape == da.shape and src.transform == da.rio.transform():
+                yield src
+                return
+    data = np.asarray(da.values)
+    data = data[np.newaxis] if data.ndim == 2 else data
+    profile = {"driver": "GTiff", "count": data.shape[0], "height": data.shape[1], "width": data.shape[2],
+               "dtype": data.dtype.name, "crs": da.rio.crs, "transform": da.rio.transform(), "nodata": nodata}
+    with MemoryFile() as mem:
+        with mem.open(**profile) as ds:
+            ds.write(data)
+            ds.update_tags(**tags)
+            if categorical:
+                ds.set_band_description(1, "crop class")
+        with mem.open() as src:
+            yield src
+
+
 def write_cog(
     da: xr.DataArray,
     dst: str | Path = MEMORY,
@@ -108,22 +133,15 @@ def write_cog(
     """
     if da.rio.crs is None:
         raise ExportError("the array has no CRS: set one with da.rio.write_crs(...) before exporting")
-    data = np.asarray(da.values)
-    if data.ndim == 2:
-        data = data[np.newaxis]
-    if data.ndim != 3:
+    if da.ndim not in (2, 3):
         raise ExportError(f"expected a (y, x) or (band, y, x) array, got shape {da.shape}")
     categorical = class_names is not None or colormap is not None
-    if categorical and (data.shape[0] != 1 or data.dtype != np.uint8):
+    if categorical and (da.ndim != 2 or da.dtype != np.uint8):
         raise ExportError("a categorical map must be a single uint8 band")
     meta: dict[str, str] = {k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in (tags or {}).items()}
     if class_names is not None:
         meta["CLASS_NAMES"] = json.dumps(list(class_names))
         meta["LEGEND"] = json.dumps({str(i): n for i, n in enumerate(class_names)})
-    profile = {
-        "driver": "GTiff", "count": data.shape[0], "height": data.shape[1], "width": data.shape[2],
-        "dtype": data.dtype.name, "crs": da.rio.crs, "transform": da.rio.transform(), "nodata": nodata,
-    }
     cog_profile = cog_profiles.get("deflate")
     cog_profile.update(blockxsize=256, blockysize=256)
     cmap = {int(k): _hex_to_rgba(v) for k, v in colormap.items()} if colormap else None
@@ -131,20 +149,13 @@ def write_cog(
     tmp: Path | None = None
     try:
         tmp = _atomic_target(path)
-        with MemoryFile() as mem:
-            with mem.open(**profile) as ds:
-                ds.write(data)
-                ds.update_tags(**meta)
-                if class_names is not None:
-                    ds.set_band_description(1, "crop class")
-            with mem.open() as src, warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "Dataset color interpretation")  # palette is intended
-                cog_translate(
-                    src, str(tmp), cog_profile, in_memory=True, quiet=True, colormap=cmap,
-                    overview_level=None if overviews else 0,
-                    overview_resampling="mode" if categorical else "average",
-                    additional_cog_metadata=meta,
-                )
+        with _source(da, nodata, meta, categorical) as src, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Dataset color interpretation")  # palette is intended
+            cog_translate(
+                src, str(tmp), cog_profile, in_memory=src.name.startswith("/vsimem/"),
+                quiet=True, colormap=cmap, overview_level=None if overviews else 0,
+                overview_resampling="mode" if categorical else "average", additional_cog_metadata=meta,
+            )
         valid, errors, _ = cog_validate(str(tmp), quiet=True)
         if not valid:
             raise ExportError(f"the written file is not a valid COG: {errors}")

@@ -146,9 +146,17 @@ def load_model(name: str) -> tuple[Any, dict[str, Any]]:
     return model, {**meta, "sha256": _sha256(resolve(name))}
 
 
-def run(params: RunParams, *, progress: Progress | None = None, model: tuple[Any, dict] | None = None) -> RunResult:
-    """Search, load, preprocess and classify; ``model`` may pass an already loaded ``(model, meta)``."""
+def run(
+    params: RunParams, *, progress: Progress | None = None, model: tuple[Any, dict] | None = None,
+    workdir: Path | None = None,
+) -> RunResult:
+    """Search, load, preprocess and classify; ``model`` may pass an already loaded ``(model, meta)``.
+
+    With ``workdir`` the map is written there row by row (:class:`~cropcore.sinks.GeoTiffSink`) and read
+    back lazily, so memory does not grow with the map; otherwise it is kept in memory.
+    """
     from cropcore.infer import predict_map
+    from cropcore.sinks import GeoTiffSink
 
     report = progress or (lambda f, m: None)
     timings: dict[str, float] = {}
@@ -188,9 +196,13 @@ def run(params: RunParams, *, progress: Progress | None = None, model: tuple[Any
     def infer_progress(fraction: float, message: str) -> None:
         report(round(0.3 + 0.7 * fraction, 6), f"classifying: {message}")
 
+    sink = None
+    if workdir is not None:
+        sink = GeoTiffSink(workdir, crs=refl.rio.crs, transform=refl.rio.transform(), height=refl.sizes["y"],
+                           width=refl.sizes["x"])
     prediction = predict_map(refl, net, meta=meta, tile=params.tile, overlap=params.overlap,
                              batch_size=params.batch_size, devices=params.devices, amp=params.amp,
-                             progress=infer_progress)
+                             sink=sink, progress=infer_progress)
     timings["infer"] = time.perf_counter() - t0
     release_memory()
     report(1.0, "done")

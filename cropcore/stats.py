@@ -34,17 +34,25 @@ def pixel_areas_m2(da: xr.DataArray) -> np.ndarray | float:
 
 
 def class_areas(
-    class_map: xr.DataArray, class_names: Sequence[str], *, nodata: int | None = 255
+    class_map: xr.DataArray, class_names: Sequence[str], *, nodata: int | None = 255, rows: int = 1024
 ) -> pd.DataFrame:
-    """Pixels, hectares and percent of the mapped area for every class (zero rows included)."""
-    values = np.asarray(class_map.values)
-    areas = np.broadcast_to(pixel_areas_m2(class_map), values.shape)
-    valid = values != nodata if nodata is not None else np.ones(values.shape, dtype=bool)
+    """Pixels, hectares and percent of the mapped area for every class (zero rows included).
+
+    The map is read ``rows`` rows at a time, so a lazily opened map of any size needs little memory.
+    """
     k = len(class_names)
-    if values[valid].size and values[valid].max() >= k:
-        raise ConfigError(f"the map holds class {int(values[valid].max())} but the legend has {k} classes")
-    pixels = np.bincount(values[valid].ravel(), minlength=k)
-    hectares = np.bincount(values[valid].ravel(), weights=areas[valid].ravel(), minlength=k) / 1e4
+    area = pixel_areas_m2(class_map)  # scalar (projected grid) or one value per row (lon/lat grid)
+    pixels = np.zeros(k, dtype=np.int64)
+    hectares = np.zeros(k)
+    for r in range(0, class_map.sizes["y"], rows):
+        values = np.asarray(class_map.isel(y=slice(r, r + rows)).values)
+        valid = values != nodata if nodata is not None else np.ones(values.shape, dtype=bool)
+        found = values[valid]
+        if found.size and found.max() >= k:
+            raise ConfigError(f"the map holds class {int(found.max())} but the legend has {k} classes")
+        weights = np.broadcast_to(area if np.ndim(area) == 0 else area[r:r + rows], values.shape)[valid]
+        pixels += np.bincount(found, minlength=k)
+        hectares += np.bincount(found, weights=weights, minlength=k) / 1e4
     total = hectares.sum()
     return pd.DataFrame({
         "class_id": np.arange(k),

@@ -36,3 +36,12 @@ def test_lonlat_areas_are_geodesic():
 def test_classes_outside_the_legend_are_refused():
     with pytest.raises(ConfigError, match="legend has 2"):
         class_areas(grid(np.full((2, 2), 5, "uint8"), "EPSG:32631", 0, 0, 10), ["a", "b"])
+
+
+def test_row_bands_give_the_same_areas():
+    values = np.random.default_rng(0).integers(0, 3, (50, 40)).astype("uint8")
+    da = grid(values, "EPSG:4326", 0.0, 1.0, 0.01)
+    whole = class_areas(da, ["a", "b", "c"])
+    banded = class_areas(da, ["a", "b", "c"], rows=7)
+    assert whole["pixels"].tolist() == banded["pixels"].tolist()
+    np.testing.assert_allclose(whole["hectares"], banded["hectares"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 from cropcore.commands.search import add_aoi_arguments, read_aoi
@@ -42,12 +43,14 @@ def run(args: argparse.Namespace) -> int:
         collections=args.collections, model=args.model, tile=args.tile, overlap=args.overlap,
         batch_size=args.batch_size, devices=args.devices, amp=True if args.precision == "auto" else args.precision,
     )
-    with tqdm(total=100, unit="%", file=sys.stderr, disable=None, bar_format="{l_bar}{bar}| {elapsed}") as bar:
+    bar = tqdm(total=100, unit="%", file=sys.stderr, disable=None, bar_format="{l_bar}{bar}| {elapsed}")
+    # the map goes to disk row by row and the COGs are made from there: memory does not grow with the AOI
+    with bar, tempfile.TemporaryDirectory(prefix="cropcore-predict-") as workdir:
         def progress(fraction: float, message: str) -> None:
             bar.set_description_str(message[:60])
             bar.update(round(100 * fraction) - bar.n)
 
-        result = run_pipeline(params, progress=progress)
+        result = run_pipeline(params, progress=progress, workdir=Path(workdir))
         bar.set_description_str("writing")
         paths = export_run(result, args.out.parent, name=args.out.stem)
     for failure in result.failures:
