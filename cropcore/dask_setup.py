@@ -105,10 +105,12 @@ def compute(*collections: Any, progress: Progress | None = None) -> tuple[Any, .
         kwargs: dict[str, Any] = {"scheduler": name}
         if name == "threads":
             kwargs["num_workers"] = os.cpu_count() or 1
-        if progress is None:
-            return dask.compute(*collections, **kwargs)
-        with ProgressCallback(progress):
-            return dask.compute(*collections, **kwargs)
+        if progress is not None:
+            # passed to this computation only: dask's global callback registry (``with Callback():``) is
+            # shared by every thread, so two runs at once would report each other's tasks, or leave a dead
+            # session's callback registered
+            kwargs["callbacks"] = [ProgressCallback(progress)._callback]
+        return dask.compute(*collections, **kwargs)
     client = _client(name)
     from distributed import as_completed, futures_of
 

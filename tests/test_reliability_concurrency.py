@@ -92,3 +92,31 @@ def test_stac_api_keeps_answering_during_a_run(stac_api):
     worker.join(timeout=60)
     assert finished.is_set() and not isinstance(outcome[0], Exception), outcome
     assert latencies and max(latencies) < 5.0, latencies  # a run takes seconds, a search a fraction of one
+
+
+def test_progress_of_two_computations_at_once_stays_with_each():
+    """Two threads computing with progress at once: each callback sees only its own tasks, and none is
+    left behind to be called by a later computation (dask's global callback registry would do both)."""
+    import dask.array as da
+
+    from cropcore.dask_setup import compute
+
+    def slow(block):
+        time.sleep(0.005)
+        return block
+
+    seen: dict[int, list[str]] = {20: [], 60: []}
+    barrier = threading.Barrier(2)
+
+    def work(n: int) -> None:
+        barrier.wait(timeout=30)
+        compute(da.ones(n, chunks=1).map_blocks(slow).sum(), progress=lambda f, m: seen[n].append(m))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(work, seen))
+    totals = {n: {m.split("/")[1] for m in reported} for n, reported in seen.items()}  # "k/N tasks"
+    assert all(len(t) == 1 for t in totals.values()) and totals[20] != totals[60], seen
+    assert all(reported[-1].startswith(reported[-1].split("/")[1].split()[0] + "/") for reported in seen.values())
+    before = {n: len(m) for n, m in seen.items()}
+    compute(da.ones(10, chunks=1).sum())
+    assert {n: len(m) for n, m in seen.items()} == before
