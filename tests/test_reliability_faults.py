@@ -257,6 +257,27 @@ def test_a_damaged_shipped_checkpoint_is_left_out_of_the_dashboard(shipped, monk
         runs.load_model.clear()
 
 
+def test_cuda_oom_halves_the_batch_and_the_run_completes(stac_api, demo_result, monkeypatch):
+    """A CUDA out-of-memory error cannot be caused on a CPU machine: it is injected for every batch of more
+    than one tile, in a full pipeline run with batches of 4."""
+    import cropcore.infer as infer
+
+    real, sizes = infer.Runner._forward, []
+
+    def oom_above_one(self, x):
+        sizes.append(x.shape[0])
+        if x.shape[0] > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
+        return real(self, x)
+
+    monkeypatch.setattr(infer.Runner, "_forward", oom_above_one)
+    result = run(RunParams(aoi=DEMO, start=SEASON[0], end=SEASON[1], catalog=stac_api, batch_size=4,
+                           devices="cpu"))
+    assert max(sizes) == 4 and 2 in sizes and sizes.count(1) > 0
+    same = (result.prediction["class"].values == demo_result.prediction["class"].values).mean()
+    assert same > 0.99  # the same map, tile by tile
+
+
 # -- export ----------------------------------------------------------------------------------------------------
 
 def _mount_tmpfs(target: Path, options: str) -> bool:
