@@ -72,9 +72,29 @@ def catalog_selector() -> str:
     return catalog
 
 
+#: The dashboard's pages as (script, label, icon); Streamlit's own page list is hidden (.streamlit/config.toml)
+#: because it would name the landing page after its file, "app".
+PAGES = (
+    ("app.py", "Home", ":material/home:"),
+    ("pages/1_Search.py", "Search", ":material/search:"),
+    ("pages/2_Crop_map.py", "Crop map", ":material/map:"),
+    ("pages/3_Analysis.py", "Analysis", ":material/monitoring:"),
+    ("pages/4_Export.py", "Export", ":material/download:"),
+    ("pages/5_Model.py", "Model", ":material/model_training:"),
+)
+
+
+def navigation() -> None:
+    """Links to every page, with titles and icons."""
+    for script, label, icon in PAGES:
+        st.page_link(script, label=label, icon=icon)
+
+
 def render() -> tuple[str, bool]:
-    """Draw the catalog part of the shared sidebar; return the chosen catalog and whether it answers."""
+    """Draw the shared sidebar (pages, catalog); return the chosen catalog and whether it answers."""
     with st.sidebar:
+        navigation()
+        st.divider()
         st.header("Catalog")
         catalog = catalog_selector()
         healthy = bool(catalog) and catalog_health(catalog)

@@ -104,7 +104,7 @@ def draw_rectangle_and_search(page) -> None:
 
 def open_page(page, label: str) -> None:
     """Go to another page through the sidebar (a new URL would start a new session)."""
-    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=label, exact=True).click()
+    page.locator('[data-testid="stSidebar"]').get_by_role("link", name=label, exact=True).click()
     page.get_by_role("heading", name=label, exact=True).first.wait_for(timeout=20_000)
 
 
