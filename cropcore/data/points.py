@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from cropcore.preprocess import fill_gaps_np
+
 
 @dataclass(frozen=True)
 class PointSeries:
@@ -45,16 +47,11 @@ def concat(parts: list[PointSeries]) -> PointSeries:
 def fill_gaps(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Linearly interpolate missing steps of (N, T, C) along time (nearest value at the ends).
 
-    Returns the filled array and a (N, T) mask that is False only for series with no observation at all.
+    Returns the filled array (0 where a series has no value at all) and a (N, T) mask that is False only
+    for series with no observation at all.
     """
-    out = x.astype(np.float32, copy=True)
-    t = np.arange(x.shape[1])
-    for i in range(x.shape[0]):
-        for c in range(x.shape[2]):
-            v = out[i, :, c]
-            ok = np.isfinite(v)
-            if ok.any() and not ok.all():
-                out[i, :, c] = np.interp(t, t[ok], v[ok])
+    steps = np.arange(x.shape[1])
+    out = np.moveaxis(fill_gaps_np(np.moveaxis(x.astype(np.float32), 1, 0), steps), 0, 1)
     mask = np.isfinite(out).all(axis=2)
     return np.nan_to_num(out, nan=0.0), mask
 
