@@ -22,7 +22,6 @@ import queue
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import dask.array as da
 import numpy as np
@@ -35,6 +34,7 @@ from torch import nn
 from cropcore.dask_setup import compute
 from cropcore.errors import ConfigError, InferenceError
 from cropcore.models import TempCNN
+from cropcore.preprocess import NormStats
 from cropcore.sinks import NODATA, ArraySink, MapSink
 from cropcore.tiling import RowBlender, Tile
 
@@ -87,26 +87,6 @@ def autocast_dtype(device: str, amp: AmpSpec) -> torch.dtype | None:
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16
-
-
-@dataclass(frozen=True)
-class Normalization:
-    """Per-band mean/std applied to every tile (NaN becomes the band mean, i.e. 0 after scaling)."""
-
-    mean: np.ndarray  # (C,)
-    std: np.ndarray  # (C,)
-
-    @classmethod
-    def from_meta(cls, meta: dict) -> Normalization:
-        norm = meta["norm"]
-        std = np.asarray(norm["std"], dtype=np.float32)
-        return cls(np.asarray(norm["mean"], dtype=np.float32), np.where(std > 0, std, 1).astype(np.float32))
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Normalise ``x`` (..., T, C, h, w) in place-safe fashion."""
-        shape = (-1, 1, 1)
-        out = (x - self.mean.reshape(shape)) / self.std.reshape(shape)
-        return np.nan_to_num(out, nan=0.0).astype(np.float32)
 
 
 class Runner:
@@ -266,9 +246,10 @@ class WindowReader:
 
 
 def _read_batches(
-    cube: xr.DataArray, batches: list[list[Tile]], norm: Normalization, ahead: int, valid: np.ndarray
+    cube: xr.DataArray, batches: list[list[Tile]], norm: NormStats, ahead: int, valid: np.ndarray
 ) -> Iterator[np.ndarray]:
-    """Normalised (B, T, C, h, w) arrays, read lazily from the cube by a thread that stays ``ahead``.
+    """Normalised (B, T, C, h, w) arrays, read lazily from the cube by a thread that stays ``ahead``;
+    missing values become 0 (the band mean).
 
     Pixels with a value in some date and band are marked in ``valid`` (H, W) as a side effect.
     """
@@ -279,7 +260,7 @@ def _read_batches(
         arrays = [reader.read(*t.slices) for t in batch]
         for t, a in zip(batch, arrays, strict=True):
             valid[t.slices] |= np.isfinite(a).any(axis=(0, 1))
-        return norm(np.stack(arrays))
+        return np.nan_to_num(norm.scale(np.stack(arrays), band_axis=2), nan=0.0)
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = [pool.submit(read, b) for b in batches[:ahead]]
@@ -324,7 +305,7 @@ def predict_map(
     _, _, height, width = cube.shape
     classes = len(meta["legend"])
     device_list = resolve_devices(devices)
-    norm = Normalization.from_meta(meta)
+    norm = NormStats.from_meta(meta)
     valid = np.zeros((height, width), dtype=bool)
     if sink is None:
         sink = ArraySink(height, width, classes, probabilities=probabilities)

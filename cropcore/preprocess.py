@@ -302,6 +302,21 @@ class NormStats:
     def load(cls, path: str | Path) -> NormStats:
         return cls.from_json(Path(path).read_text())
 
+    @classmethod
+    def from_meta(cls, meta: dict) -> NormStats:
+        """The statistics stored in a checkpoint's metadata (``bands`` and ``norm``)."""
+        norm = meta["norm"]
+        return cls(tuple(meta["bands"]), tuple(map(float, norm["mean"])), tuple(map(float, norm["std"])))
+
+    def scale(self, values: np.ndarray, band_axis: int) -> np.ndarray:
+        """``(values - mean) / std`` along ``band_axis`` as float32 (std 0 is taken as 1); numpy or dask."""
+        shape = [1] * values.ndim
+        shape[band_axis] = -1
+        mean = np.asarray(self.mean, dtype="float32").reshape(shape)
+        std = np.asarray(self.std, dtype="float32")
+        std = np.where(std > 0, std, 1).astype("float32").reshape(shape)
+        return ((values - mean) / std).astype("float32")
+
 
 def fit_norm_stats(cube: xr.DataArray) -> NormStats:
     """Mean and std of each band over every other dimension, ignoring NaN (computes the cube)."""
@@ -318,10 +333,7 @@ def normalize(cube: xr.DataArray, stats: NormStats) -> xr.DataArray:
     if missing:
         raise ShapeError(f"the cube lacks bands {missing} that the normalisation statistics need: load them")
     cube = cube.sel(band=list(stats.bands))
-    mean = xr.DataArray(np.asarray(stats.mean, dtype="float32"), dims="band", coords={"band": list(stats.bands)})
-    std = np.asarray(stats.std, dtype="float32")
-    std = xr.DataArray(np.where(std > 0, std, 1), dims="band", coords={"band": list(stats.bands)})
-    return ((cube - mean) / std).astype("float32")
+    return cube.copy(data=stats.scale(cube.data, cube.get_axis_num("band")))
 
 
 # --- pipeline -------------------------------------------------------------------------------------------
