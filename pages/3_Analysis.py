@@ -8,11 +8,8 @@ st.set_page_config(page_title="cropcore · Analysis", layout="wide")
 sidebar.render()
 
 st.title("Analysis")
-result = state.get_run()
-if result is None:
-    st.info("No crop map yet: make one first.")
-    st.page_link("pages/2_Crop_map.py", label="Go to Crop map", icon=":material/map:")
-else:
+result = state.require_run()
+if result is not None:
     area_col, pheno_col = st.columns(2, gap="large")
     with area_col:
         analysis.area_section(result)

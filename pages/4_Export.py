@@ -8,11 +8,8 @@ st.set_page_config(page_title="cropcore · Export", layout="wide")
 sidebar.render()
 
 st.title("Export")
-result = state.get_run()
-if result is None:
-    st.info("No crop map yet: make one first.")
-    st.page_link("pages/2_Crop_map.py", label="Go to Crop map", icon=":material/map:")
-else:
+result = state.require_run()
+if result is not None:
     st.caption(f"Model {result.meta.get('name')}, {len(result.search.items)} scenes from {result.search.url}, "
                f"season {result.axis[0]:%b %Y} to {result.axis[-1]:%b %Y}.")
     downloads.buttons(result)

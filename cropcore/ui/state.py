@@ -64,6 +64,15 @@ def get_run() -> RunResult | None:
     return st.session_state.get(RUN)
 
 
+def require_run() -> RunResult | None:
+    """The last crop-map run; without one, say so and link to the Crop map page."""
+    result = get_run()
+    if result is None:
+        st.info("No crop map yet: make one first.")
+        st.page_link("pages/2_Crop_map.py", label="Go to Crop map", icon=":material/map:")
+    return result
+
+
 def set_run(result: RunResult) -> None:
     """Keep a crop-map run for the Analysis and Export pages."""
     st.session_state[RUN] = result
