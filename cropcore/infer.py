@@ -36,7 +36,7 @@ from cropcore.errors import ConfigError, InferenceError
 from cropcore.models import TempCNN
 from cropcore.preprocess import NormStats
 from cropcore.sinks import NODATA, ArraySink, MapSink
-from cropcore.tiling import RowBlender, Tile
+from cropcore.tiling import Blender, Tile
 
 __all__ = ["NODATA", "Runner", "WindowReader", "autocast_dtype", "predict_map", "resolve_devices"]
 
@@ -205,61 +205,87 @@ def _batches(tiles: list[Tile], batch_size: int) -> list[list[Tile]]:
 class WindowReader:
     """Windows of a ``(time, band, y, x)`` cube; each dask chunk is computed once while tiles need it.
 
-    Tiles arrive row-major: chunk rows are computed whole when first needed and dropped as soon as the
-    reading position has passed their last row, so memory holds the chunk rows under the current tile row
-    (it grows with the raster's width, not its area).
+    Tiles arrive strip by strip (see :class:`~cropcore.tiling.Blender`), row-major inside a strip. A chunk is
+    computed when a window first needs it and dropped by :meth:`release` once reading has passed it; of each
+    chunk the last ``halo`` columns are kept until the next strip, which starts that far inside it. Memory
+    holds about two chunk rows of one strip plus those columns, whatever the AOI's size.
     """
 
-    def __init__(self, cube: xr.DataArray) -> None:
+    def __init__(self, cube: xr.DataArray, *, halo: int = 0) -> None:
         data = cube.data
         self.lazy = isinstance(data, da.Array)
         if self.lazy:
             data = data.rechunk({0: -1, 1: -1})
             self.ybounds = np.cumsum((0, *data.chunks[2]))
             self.xbounds = np.cumsum((0, *data.chunks[3]))
-        self.data = data
+        self.data, self.halo_px = data, halo
         self.cache: dict[tuple[int, int], np.ndarray] = {}
+        self.halo: dict[tuple[int, int], np.ndarray] = {}  # last ``halo`` columns of computed chunks
 
     def _blocks(self, bounds: np.ndarray, lo: int, hi: int) -> range:
         return range(int(np.searchsorted(bounds, lo, side="right")) - 1, int(np.searchsorted(bounds, hi, side="left")))
+
+    def _piece(self, i: int, j: int, xs: slice) -> tuple[np.ndarray, int] | None:
+        """Chunk ``(i, j)`` or its kept right columns (if they hold ``xs``), with its first column."""
+        if (i, j) in self.cache:
+            return self.cache[i, j], int(self.xbounds[j])
+        kept = self.halo.get((i, j))
+        if kept is not None and xs.start >= self.xbounds[j + 1] - kept.shape[3]:
+            return kept, int(self.xbounds[j + 1]) - kept.shape[3]
+        return None
 
     def read(self, ys: slice, xs: slice) -> np.ndarray:
         """The window ``[:, :, ys, xs]`` as float32."""
         if not self.lazy:
             return np.asarray(self.data[:, :, ys, xs], dtype=np.float32)
         iys, ixs = self._blocks(self.ybounds, ys.start, ys.stop), self._blocks(self.xbounds, xs.start, xs.stop)
-        # whole chunk rows at once: one graph traversal per chunk row instead of one per chunk
-        missing = [(i, j) for i in iys for j in range(len(self.xbounds) - 1) if (i, j) not in self.cache]
-        if missing:
+        missing = [(i, j) for i in iys for j in ixs if self._piece(i, j, xs) is None]
+        if missing:  # one graph traversal for all chunks this window lacks
             arrays = compute(*[self.data.blocks[:, :, i, j] for i, j in missing])
-            self.cache.update({k: np.asarray(v, dtype=np.float32) for k, v in zip(missing, arrays, strict=True)})
-        y0, x0 = self.ybounds[iys.start], self.xbounds[ixs.start]
-        rows = [np.concatenate([self.cache[i, j] for j in ixs], axis=3) for i in iys]
-        window = np.concatenate(rows, axis=2)
-        return window[:, :, ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+            for key, value in zip(missing, arrays, strict=True):
+                self.cache[key] = np.asarray(value, dtype=np.float32)
+                if self.halo_px and key[1] < len(self.xbounds) - 2:
+                    self.halo[key] = self.cache[key][..., -self.halo_px:].copy()
+        rows = []
+        for i in iys:
+            pieces = []
+            for j in ixs:
+                piece, x0 = self._piece(i, j, xs)  # type: ignore[misc]  # computed above
+                pieces.append(piece[..., max(xs.start, x0) - x0:min(xs.stop, x0 + piece.shape[3]) - x0])
+            y0, y1 = int(self.ybounds[i]), int(self.ybounds[i + 1])
+            rows.append(np.concatenate(pieces, axis=3)[:, :, max(ys.start, y0) - y0:min(ys.stop, y1) - y0])
+        return np.concatenate(rows, axis=2)
 
-    def release_above(self, row: int) -> None:
-        """Forget chunks that end at or above ``row``."""
-        if self.lazy:
-            for key in [k for k in self.cache if self.ybounds[k[0] + 1] <= row]:
+    def release(self, row: int, col: int) -> None:
+        """Reading continues at ``row`` of the strip starting at ``col``: forget chunks no longer needed."""
+        if not self.lazy:
+            return
+        for key in list(self.cache):
+            i, j = key
+            if self.ybounds[i + 1] <= row or self.xbounds[j + 1] <= col + self.halo_px:
                 del self.cache[key]
+        for key in list(self.halo):
+            i, j = key
+            if self.xbounds[j + 1] <= col or (self.ybounds[i + 1] <= row and self.xbounds[j + 1] <= col + self.halo_px):
+                del self.halo[key]
 
 
 def _read_batches(
-    cube: xr.DataArray, batches: list[list[Tile]], norm: NormStats, ahead: int, valid: np.ndarray
+    cube: xr.DataArray, batches: list[list[Tile]], blender: Blender, norm: NormStats, ahead: int, valid: np.ndarray
 ) -> Iterator[np.ndarray]:
     """Normalised (B, T, C, h, w) arrays, read lazily from the cube by a thread that stays ``ahead``;
     missing values become 0 (the band mean).
 
     Pixels with a value in some date and band are marked in ``valid`` (H, W) as a side effect.
     """
-    reader = WindowReader(cube)
+    reader = WindowReader(cube, halo=blender.overlap)
 
     def read(batch: list[Tile]) -> np.ndarray:
-        reader.release_above(batch[0].row)
-        arrays = [reader.read(*t.slices) for t in batch]
-        for t, a in zip(batch, arrays, strict=True):
-            valid[t.slices] |= np.isfinite(a).any(axis=(0, 1))
+        arrays = []
+        for t in batch:
+            reader.release(t.row, blender.strip_start(t))
+            arrays.append(reader.read(*t.slices))
+            valid[t.slices] |= np.isfinite(arrays[-1]).any(axis=(0, 1))
         return np.nan_to_num(norm.scale(np.stack(arrays), band_axis=2), nan=0.0)
 
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -278,6 +304,7 @@ def predict_map(
     meta: dict,
     tile: int = 64,
     overlap: int = 16,
+    strip: int | None = 512,
     batch_size: int = 4,
     devices: str | Sequence[str] = "auto",
     amp: AmpSpec = True,
@@ -291,7 +318,11 @@ def predict_map(
     ``xarray.Dataset`` on the cube's grid with ``class`` (uint8; :data:`NODATA` where the cube holds no
     value at all), ``confidence`` (float32, max probability; NaN there) and, with ``probabilities=True``,
     ``probability`` (class, y, x). The map is kept in memory unless ``sink`` (e.g. a
-    :class:`~cropcore.sinks.GeoTiffSink`) takes the finished rows as they come.
+    :class:`~cropcore.sinks.GeoTiffSink`) takes the finished blocks as they come.
+
+    Tiles are read in column strips ``strip`` pixels wide (``None``: the whole width), top to bottom inside
+    each strip; with a dask cube chunked ``strip`` pixels wide in x (e.g. ``chunks={"x": 512, "y": tile -
+    overlap}``), input memory then stays about two chunk rows of one strip, whatever the AOI's size.
     """
     bands = list(meta["bands"])
     have = [str(b) for b in cube["band"].values]
@@ -312,15 +343,15 @@ def predict_map(
     elif probabilities:
         raise ConfigError("probabilities=True keeps every class in memory: it cannot be combined with a sink")
 
-    def emit(row0: int, block: np.ndarray) -> None:  # blended logits of finished rows
+    def emit(row0: int, col0: int, block: np.ndarray) -> None:  # blended logits of a finished block
         p = torch.softmax(torch.from_numpy(block), dim=0).numpy()
-        sink.write(row0, p, valid[row0:row0 + block.shape[1]])
+        sink.write(row0, col0, p, valid[row0:row0 + block.shape[1], col0:col0 + block.shape[2]])
 
-    blender = RowBlender(classes, height, width, tile=tile, overlap=overlap, emit=emit)
+    blender = Blender(classes, height, width, tile=tile, overlap=overlap, strip=strip, emit=emit)
     batches = _batches(blender.tiles, batch_size)
     report = progress or (lambda f, m: None)
     report(0.0, f"{len(blender.tiles)} tiles on {', '.join(device_list)}")
-    reader = _read_batches(cube, batches, norm, ahead=2 * len(device_list), valid=valid)
+    reader = _read_batches(cube, batches, blender, norm, ahead=2 * len(device_list), valid=valid)
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
     if len(device_list) == 1:
@@ -347,7 +378,7 @@ def predict_map(
 
 def _run_pool(
     model: nn.Module, devices: list[str], amp: AmpSpec, batches: list[list[Tile]], reader: Iterator[np.ndarray],
-    blender: RowBlender, report: Progress,
+    blender: Blender, report: Progress,
 ) -> None:
     """Share batches out to one worker per device; blend results in plan order as they come back."""
     pool = _Pool(model.cpu(), devices, amp)
@@ -374,7 +405,7 @@ def _run_pool(
         pool.close()
 
 
-def _blend_ready(waiting: dict[int, np.ndarray], start: int, batches: list[list[Tile]], blender: RowBlender) -> int:
+def _blend_ready(waiting: dict[int, np.ndarray], start: int, batches: list[list[Tile]], blender: Blender) -> int:
     """Blend every consecutive finished batch from ``start``; return the next index to wait for."""
     while start in waiting:
         for t, logits in zip(batches[start], waiting.pop(start), strict=True):

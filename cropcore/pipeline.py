@@ -49,6 +49,7 @@ class RunParams:
     model: str = DEFAULT_MODEL
     tile: int = 64
     overlap: int = 16
+    strip: int = 512
     batch_size: int = 4
     devices: str = "auto"
     amp: bool | str = True
@@ -152,7 +153,7 @@ def run(
 ) -> RunResult:
     """Search, load, preprocess and classify; ``model`` may pass an already loaded ``(model, meta)``.
 
-    With ``workdir`` the map is written there row by row (:class:`~cropcore.sinks.GeoTiffSink`) and read
+    With ``workdir`` the map is written there block by block (:class:`~cropcore.sinks.GeoTiffSink`) and read
     back lazily, so memory does not grow with the map; otherwise it is kept in memory.
     """
     from cropcore.infer import predict_map
@@ -174,8 +175,9 @@ def run(
     report(0.1, f"loading {len(found.items)} scenes")
     bands = list(meta["bands"])
     has_scl = all("SCL" in item.assets for item in found.items)
-    # chunk rows as tall as the tile stride: inference then holds about two chunk rows of input at a time
-    chunks = {"y": params.tile - params.overlap, "x": 512}
+    # chunks as wide as the inference strips and as tall as the tile stride: inference then holds about two
+    # chunk rows of one strip of input at a time, whatever the AOI's size
+    chunks = {"y": params.tile - params.overlap, "x": params.strip}
     loaded = load_cube(found.items, [*bands, "SCL"] if has_scl else bands, aoi=params.aoi,
                        resolution=params.resolution, chunks=chunks)
     timings["load"] = time.perf_counter() - t0
@@ -200,7 +202,7 @@ def run(
     if workdir is not None:
         sink = GeoTiffSink(workdir, crs=refl.rio.crs, transform=refl.rio.transform(), height=refl.sizes["y"],
                            width=refl.sizes["x"])
-    prediction = predict_map(refl, net, meta=meta, tile=params.tile, overlap=params.overlap,
+    prediction = predict_map(refl, net, meta=meta, tile=params.tile, overlap=params.overlap, strip=params.strip,
                              batch_size=params.batch_size, devices=params.devices, amp=params.amp,
                              sink=sink, progress=infer_progress)
     timings["infer"] = time.perf_counter() - t0

@@ -1,8 +1,8 @@
-"""Where :func:`cropcore.infer.predict_map` puts finished rows of the map.
+"""Where :func:`cropcore.infer.predict_map` puts finished blocks of the map.
 
 * :class:`ArraySink` keeps the class map, the confidence (and optionally every class probability) in memory;
 * :class:`GeoTiffSink` writes them window by window into tiled GeoTIFFs on disk, so a map of any size needs
-  memory only for a band of rows; the files are then read back lazily (dask) for export and statistics.
+  memory only for the block being written; the files are read back lazily (dask) for export and statistics.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ NODATA = 255
 
 
 class MapSink(Protocol):
-    """Receives blended class probabilities of finished rows, top to bottom."""
+    """Receives blended class probabilities of finished blocks (each pixel once, in any order)."""
 
-    def write(self, row0: int, probabilities: np.ndarray, valid: np.ndarray) -> None:
-        """``probabilities`` (K, n, W) and ``valid`` (n, W) for rows ``row0 .. row0 + n``."""
+    def write(self, row0: int, col0: int, probabilities: np.ndarray, valid: np.ndarray) -> None:
+        """``probabilities`` (K, n, m) and ``valid`` (n, m) for the block at row ``row0``, column ``col0``."""
 
     def dataset(self, coords: dict) -> xr.Dataset:
         """The map as a Dataset with ``class`` and ``confidence`` (and maybe ``probability``)."""
@@ -46,11 +46,11 @@ class ArraySink:
         self.confidence = np.full((height, width), np.nan, dtype=np.float32)
         self.probabilities = np.zeros((num_classes, height, width), np.float32) if probabilities else None
 
-    def write(self, row0: int, probabilities: np.ndarray, valid: np.ndarray) -> None:
-        rows = slice(row0, row0 + probabilities.shape[1])
-        self.classes[rows], self.confidence[rows] = _class_and_confidence(probabilities, valid)
+    def write(self, row0: int, col0: int, probabilities: np.ndarray, valid: np.ndarray) -> None:
+        window = slice(row0, row0 + probabilities.shape[1]), slice(col0, col0 + probabilities.shape[2])
+        self.classes[window], self.confidence[window] = _class_and_confidence(probabilities, valid)
         if self.probabilities is not None:
-            self.probabilities[:, rows] = probabilities
+            self.probabilities[(slice(None), *window)] = probabilities
 
     def dataset(self, coords: dict) -> xr.Dataset:
         out = xr.Dataset({"class": (("y", "x"), self.classes), "confidence": (("y", "x"), self.confidence)},
@@ -61,7 +61,7 @@ class ArraySink:
 
 
 class GeoTiffSink:
-    """Rows written into ``<folder>/class.tif`` and ``<folder>/confidence.tif`` (tiled, uncompressed)."""
+    """Blocks written into ``<folder>/class.tif`` and ``<folder>/confidence.tif`` (tiled, uncompressed)."""
 
     def __init__(self, folder: Path, *, crs: object, transform: object, height: int, width: int) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -72,11 +72,10 @@ class GeoTiffSink:
             "class": rasterio.open(self.paths["class"], "w", dtype="uint8", nodata=NODATA, **common),
             "confidence": rasterio.open(self.paths["confidence"], "w", dtype="float32", nodata=np.nan, **common),
         }
-        self.width = width
 
-    def write(self, row0: int, probabilities: np.ndarray, valid: np.ndarray) -> None:
+    def write(self, row0: int, col0: int, probabilities: np.ndarray, valid: np.ndarray) -> None:
         classes, confidence = _class_and_confidence(probabilities, valid)
-        window = Window(0, row0, self.width, classes.shape[0])
+        window = Window(col0, row0, classes.shape[1], classes.shape[0])
         self._files["class"].write(classes, 1, window=window)
         self._files["confidence"].write(confidence, 1, window=window)
 

@@ -28,8 +28,10 @@ def test_pixel_model_gives_the_same_map_tiled_and_untiled(tempcnn):
     cube = random_cube(meta)
     tiled = infer.predict_map(cube, model, meta=meta, tile=32, overlap=8, amp=False, probabilities=True)
     whole = infer.predict_map(cube, model, meta=meta, tile=128, overlap=0, amp=False, probabilities=True)
-    np.testing.assert_array_equal(tiled["class"].values, whole["class"].values)
-    np.testing.assert_allclose(tiled["probability"].values, whole["probability"].values, atol=1e-5)
+    strips = infer.predict_map(cube, model, meta=meta, tile=32, overlap=8, strip=40, amp=False, probabilities=True)
+    for out in (tiled, strips):
+        np.testing.assert_array_equal(out["class"].values, whole["class"].values)
+        np.testing.assert_allclose(out["probability"].values, whole["probability"].values, atol=1e-5)
     assert (tiled["class"].values[:3, :5] == infer.NODATA).all()
     assert np.isnan(tiled["confidence"].values[:3, :5]).all()
     assert tiled["class"].values[3:].max() < len(meta["legend"])
@@ -105,11 +107,14 @@ def test_missing_bands_are_refused(tempcnn):
         infer.predict_map(cube, model, meta=meta)
 
 
-def test_window_reader_computes_each_chunk_once_and_matches_numpy():
+@pytest.mark.parametrize("strip", [None, 30, 60])
+def test_window_reader_computes_each_chunk_once_and_matches_numpy(strip):
     import dask.array as da
 
+    from cropcore.tiling import Blender
+
     rng = np.random.default_rng(1)
-    values = rng.normal(size=(3, 2, 90, 70)).astype("float32")
+    values = rng.normal(size=(3, 2, 90, 130)).astype("float32")
     calls = []
 
     def count(block, block_info=None):
@@ -118,28 +123,39 @@ def test_window_reader_computes_each_chunk_once_and_matches_numpy():
 
     lazy = da.from_array(values, chunks=(3, 2, 25, 30)).map_blocks(count, dtype="float32")
     cube = xr.DataArray(lazy, dims=("time", "band", "y", "x"))
-    reader = infer.WindowReader(cube)
-    from cropcore.tiling import plan_tiles
-
-    for t in plan_tiles(90, 70, tile=32, overlap=8):
-        reader.release_above(t.row)
+    reader = infer.WindowReader(cube, halo=8)
+    blender = Blender(1, 90, 130, tile=24, overlap=8, strip=strip, emit=lambda r, c, b: None)
+    peak = 0
+    for t in blender.tiles:
+        reader.release(t.row, blender.strip_start(t))
         np.testing.assert_array_equal(reader.read(*t.slices), values[(slice(None), slice(None), *t.slices)])
-        assert len(reader.cache) <= 3 * 3  # only the chunk rows under the current tile (32 rows over 25-row chunks)
-    assert len(calls) == len(set(calls)) == 4 * 3  # every chunk computed exactly once
+        peak = max(peak, len(reader.cache))
+    if strip == 30:  # strips match the chunks: the 2 chunk rows under a tile, of one chunk column (two in
+        assert peak <= 4  # the last strip, widened to a whole tile)
+    assert len(calls) == len(set(calls))  # no chunk computed twice
+    if strip is not None:
+        assert len(calls) == 4 * 5  # ... and every chunk once (strips wider than a chunk hold several)
 
 
 def test_geotiff_sink_gives_the_same_map_as_memory(tempcnn, tmp_path):
+    # a context model (every output pixel depends on its neighbours) in column strips: the lazy cube read chunk
+    # by chunk (strips re-use the kept columns of the previous strip) and written block by block to GeoTIFFs
+    # gives the map of the in-memory cube
     import rioxarray  # noqa: F401
 
     from cropcore.sinks import GeoTiffSink
 
-    model, meta = tempcnn
+    _, meta = tempcnn
+    torch.manual_seed(0)
+    model = build_model("agrunet", in_channels=len(meta["bands"]), num_classes=len(meta["legend"]),
+                        widths=(8, 16, 32)).eval()
     cube = random_cube(meta).rio.write_crs("EPSG:32631")
     ny, nx = cube.sizes["y"], cube.sizes["x"]
     cube = cube.assign_coords(y=5612115.0 - 10 * np.arange(ny), x=664005.0 + 10 * np.arange(nx))
-    memory = infer.predict_map(cube, model, meta=meta, tile=32, overlap=8)
+    memory = infer.predict_map(cube, model, meta=meta, tile=32, overlap=8, strip=40, amp=False)
     sink = GeoTiffSink(tmp_path, crs=cube.rio.crs, transform=cube.rio.transform(), height=70, width=90)
-    disk = infer.predict_map(cube, model, meta=meta, tile=32, overlap=8, sink=sink)
+    lazy = cube.chunk({"y": 24, "x": 40})
+    disk = infer.predict_map(lazy, model, meta=meta, tile=32, overlap=8, strip=40, amp=False, sink=sink)
     np.testing.assert_array_equal(disk["class"].values, memory["class"].values)
     np.testing.assert_allclose(disk["confidence"].values, memory["confidence"].values, equal_nan=True)
     assert disk["class"].rio.transform() == cube.rio.transform()

@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default="tempcnn_worldcereal", help="shipped checkpoint name or file")
     parser.add_argument("--tile", type=int, default=64, help="tile size in pixels")
     parser.add_argument("--overlap", type=int, default=16, help="tile overlap in pixels")
+    parser.add_argument("--strip", type=int, default=512,
+                        help="width in pixels of the column strips tiles are read in (bounds memory)")
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per batch")
     parser.add_argument("--devices", default="auto", help="auto, cpu, cpu:N or cuda:0,cuda:1")
     parser.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out must name a .tif file, got {args.out}")
     params = RunParams(
         aoi=read_aoi(args), start=args.start, end=args.end, max_cloud=args.max_cloud, catalog=args.catalog,
-        collections=args.collections, model=args.model, tile=args.tile, overlap=args.overlap,
+        collections=args.collections, model=args.model, tile=args.tile, overlap=args.overlap, strip=args.strip,
         batch_size=args.batch_size, devices=args.devices, amp=True if args.precision == "auto" else args.precision,
     )
     bar = tqdm(total=100, unit="%", file=sys.stderr, disable=None, bar_format="{l_bar}{bar}| {elapsed}")
