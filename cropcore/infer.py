@@ -1,8 +1,8 @@
 """Tiled, mixed-precision inference over a datacube on every visible device.
 
 The only module that moves tensors to devices. :func:`predict_map` cuts the cube into overlapping tiles
-(:mod:`cropcore.tiling`), reads them lazily a batch at a time (a background thread reads ahead while the
-model runs), normalises them with the model's statistics, runs the model under autocast on one worker per
+(:mod:`cropcore.tiling`), reads them lazily a batch at a time (on GPUs a background thread reads ahead
+while the model runs), normalises them with the model's statistics, runs the model under autocast on one worker per
 device (in-process for a single device, ``torch.multiprocessing`` workers otherwise), blends the logits of
 overlapping tiles with smooth weights and keeps only the outputs: the class map, the confidence (max
 probability) and, optionally, per-class probabilities.
@@ -38,7 +38,7 @@ from cropcore.preprocess import NormStats
 from cropcore.sinks import NODATA, ArraySink, MapSink
 from cropcore.tiling import Blender, Tile
 
-__all__ = ["NODATA", "Runner", "WindowReader", "autocast_dtype", "predict_map", "resolve_devices"]
+__all__ = ["NODATA", "Runner", "WindowReader", "autocast_dtype", "plan_batches", "predict_map", "resolve_devices"]
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ class _Pool:
                 p.terminate()
 
 
-def _batches(tiles: list[Tile], batch_size: int) -> list[list[Tile]]:
+def plan_batches(tiles: list[Tile], batch_size: int) -> list[list[Tile]]:
     """Consecutive tiles of equal size, at most ``batch_size`` per batch."""
     out: list[list[Tile]] = []
     for t in tiles:
@@ -273,8 +273,9 @@ class WindowReader:
 def _read_batches(
     cube: xr.DataArray, batches: list[list[Tile]], blender: Blender, norm: NormStats, ahead: int, valid: np.ndarray
 ) -> Iterator[np.ndarray]:
-    """Normalised (B, T, C, h, w) arrays, read lazily from the cube by a thread that stays ``ahead``;
-    missing values become 0 (the band mean).
+    """Normalised (B, T, C, h, w) arrays, read lazily from the cube by a thread that stays ``ahead`` batches
+    ahead (``ahead=0``: read in the caller's thread, between model calls); missing values become 0 (the
+    band mean).
 
     Pixels with a value in some date and band are marked in ``valid`` (H, W) as a side effect.
     """
@@ -288,6 +289,9 @@ def _read_batches(
             valid[t.slices] |= np.isfinite(arrays[-1]).any(axis=(0, 1))
         return np.nan_to_num(norm.scale(np.stack(arrays), band_axis=2), nan=0.0)
 
+    if ahead == 0:
+        yield from map(read, batches)
+        return
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = [pool.submit(read, b) for b in batches[:ahead]]
         for i in range(len(batches)):
@@ -321,8 +325,10 @@ def predict_map(
     :class:`~cropcore.sinks.GeoTiffSink`) takes the finished blocks as they come.
 
     Tiles are read in column strips ``strip`` pixels wide (``None``: the whole width), top to bottom inside
-    each strip; with a dask cube chunked ``strip`` pixels wide in x (e.g. ``chunks={"x": 512, "y": tile -
-    overlap}``), input memory then stays about two chunk rows of one strip, whatever the AOI's size.
+    each strip; with a dask cube chunked ``strip`` pixels wide in x (see :func:`cropcore.pipeline.cube_chunks`),
+    input memory then stays about two chunk rows of one strip, whatever the AOI's size. Pixel classifiers
+    (TempCNN) ignore ``overlap``: their output does not depend on neighbours, so overlapping tiles would only
+    repeat work.
     """
     bands = list(meta["bands"])
     have = [str(b) for b in cube["band"].values]
@@ -336,6 +342,8 @@ def predict_map(
     _, _, height, width = cube.shape
     classes = len(meta["legend"])
     device_list = resolve_devices(devices)
+    if isinstance(model, TempCNN):
+        overlap = 0
     norm = NormStats.from_meta(meta)
     valid = np.zeros((height, width), dtype=bool)
     if sink is None:
@@ -348,10 +356,13 @@ def predict_map(
         sink.write(row0, col0, p, valid[row0:row0 + block.shape[1], col0:col0 + block.shape[2]])
 
     blender = Blender(classes, height, width, tile=tile, overlap=overlap, strip=strip, emit=emit)
-    batches = _batches(blender.tiles, batch_size)
+    batches = plan_batches(blender.tiles, batch_size)
     report = progress or (lambda f, m: None)
     report(0.0, f"{len(blender.tiles)} tiles on {', '.join(device_list)}")
-    reader = _read_batches(cube, batches, blender, norm, ahead=2 * len(device_list), valid=valid)
+    # a single CPU worker reads between model calls: reading (dask threads) and the model (torch threads) running
+    # at once on the same cores slowed the model down more than the overlap saved (benchmarks/README.md)
+    ahead = 0 if device_list == ["cpu"] else 2 * len(device_list)
+    reader = _read_batches(cube, batches, blender, norm, ahead=ahead, valid=valid)
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
     if len(device_list) == 1:
