@@ -33,6 +33,42 @@ INDICES: dict[str, tuple[str, str]] = {
 
 # --- reflectance and masks -------------------------------------------------------------------------------
 
+def _reflectance_np(
+    dn: np.ndarray, offset: np.ndarray | float, band_nodata: np.ndarray | float, invalid: np.ndarray | bool, *,
+    scale: float, nodata: Sequence[float],
+) -> np.ndarray:
+    """:func:`to_reflectance` of arrays, NaN also where ``invalid``; all broadcast against ``dn``."""
+    if dn.dtype.kind in "ui" and dn.dtype.itemsize <= 2 and np.all(offset % 1 == 0) and np.all(abs(offset) < 2**23):
+        # float32 arithmetic gives the float64 result: the difference is an integer below 2**24, so exact,
+        # and its product with the float32 scale has at most 48 significant bits, so is rounded only once
+        refl = dn.astype("float32")
+        refl -= np.asarray(offset, dtype="float32")
+        refl *= np.float32(scale)
+    else:
+        refl = ((dn.astype("float32") - offset) * np.float32(scale)).astype("float32")
+    bad = (dn == band_nodata) | invalid
+    for value in nodata:
+        bad |= dn == value
+    np.copyto(refl, np.float32(np.nan), where=bad)
+    return refl
+
+
+def _reflectance(
+    cube: xr.DataArray, invalid: xr.DataArray | bool, *, offset: xr.DataArray | float | None,
+    scale: float, nodata: Sequence[float],
+) -> xr.DataArray:
+    """:func:`to_reflectance`, NaN also where ``invalid`` (one pass over the cube)."""
+    if offset is None:
+        offset = cube.coords.get("boa_offset", 0)
+    out = xr.apply_ufunc(
+        _reflectance_np, cube, offset, cube.coords.get("nodata", np.nan), invalid, dask="parallelized",
+        kwargs={"scale": scale, "nodata": tuple(nodata)}, output_dtypes=["float32"], join="inner",
+    )
+    out.attrs = {"units": "reflectance"}
+    out.name = cube.name if getattr(offset, "name", cube.name) == cube.name else None  # as cube - offset
+    return out.drop_vars([c for c in ("nodata",) if c in out.coords])
+
+
 def to_reflectance(
     cube: xr.DataArray, *, offset: xr.DataArray | float | None = None, scale: float = S2_SCALE,
     nodata: Sequence[float] = S2_NODATA,
@@ -43,15 +79,7 @@ def to_reflectance(
     baseline; see :func:`cropcore.load.boa_offset`), else 0. No-data are the values in ``nodata`` and the
     cube's per-band ``nodata`` coordinate. Reflectance below 0 (dark pixels after the offset) is kept.
     """
-    if offset is None:
-        offset = cube.coords.get("boa_offset", 0)
-    bad = cube.isin(list(nodata))
-    if "nodata" in cube.coords:
-        bad = bad | (cube == cube.coords["nodata"])
-    refl = (cube.astype("float32") - offset) * np.float32(scale)
-    out = refl.where(~bad).astype("float32")
-    out.attrs = {"units": "reflectance"}
-    return out.drop_vars([c for c in ("nodata",) if c in out.coords])
+    return _reflectance(cube, False, offset=offset, scale=scale, nodata=nodata)
 
 
 def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
@@ -79,7 +107,8 @@ def invalid_scl(
 
     Missing SCL values (NaN) count as invalid.
     """
-    bad = scl.isin(list(invalid)) | scl.isnull()
+    bad = xr.apply_ufunc(lambda v: np.isin(v, invalid) | np.isnan(v), scl, dask="parallelized",
+                         output_dtypes=[bool])
     if dilation <= 0:
         return bad
     data = bad.data
@@ -165,20 +194,57 @@ def bin_index(times: Sequence, axis: pd.DatetimeIndex, *, freq: str | int = "mon
     return np.where((idx >= 0) & (idx < len(axis)), idx, -1)
 
 
+def _sort_rows(a: np.ndarray) -> None:
+    """Sort a few rows in place along axis 0, NaN last (odd-even transposition, whole rows at a time)."""
+    k = len(a)
+    for r in range(k):
+        lo, hi = a[r % 2:k - 1:2], a[r % 2 + 1::2]
+        low = np.fmin(lo, hi)  # the valid one if either is NaN
+        np.maximum(lo, hi, out=hi)  # NaN if either is NaN
+        lo[...] = low
+
+
+def _middle(values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The two middle non-NaN values of ``values[rows]`` (two rows or more) along axis 0, and their count.
+
+    The two are equal for an odd count, NaN for none.
+    """
+    if len(rows) == 2:  # the sorted pair, or the valid one twice
+        first, second = values[rows[0]], values[rows[1]]
+        n = np.add(~np.isnan(first), ~np.isnan(second), dtype="int16")
+        return np.fmin(first, second), np.fmax(first, second), n
+    k = len(rows)
+    sel = values[rows].reshape(k, -1)
+    n = k - np.isnan(sel).sum(axis=0, dtype="int16")
+    if k <= 24:  # beyond that np.sort is faster
+        _sort_rows(sel)
+    else:
+        sel.sort(axis=0)
+    # the n valid values lead: take rows (n - 1) // 2 and n // 2 (-1, the last row, is NaN when n is 0)
+    cols = np.arange(sel.shape[1])
+    lo, hi = (sel.ravel().take(np.multiply(r, len(cols), dtype=np.intp) + cols) for r in ((n - 1) // 2, n // 2))
+    shape = values.shape[1:]
+    return lo.reshape(shape), hi.reshape(shape), n.reshape(shape)
+
+
 def composite_np(values: np.ndarray, bins: np.ndarray, nbins: int) -> tuple[np.ndarray, np.ndarray]:
-    """Median of non-NaN observations and their count, per bin, along axis 0 (empty bins give NaN, 0)."""
+    """Median of non-NaN observations and their count, per bin, along axis 0 (empty bins give NaN, 0).
+
+    The median of an even count is the mean of the two middle values, in float64.
+    """
     shape = (nbins, *values.shape[1:])
     median = np.full(shape, np.nan, dtype="float32")
     count = np.zeros(shape, dtype="int16")
     for b in range(nbins):
-        sel = values[bins == b]
-        if len(sel):
-            n = np.sum(~np.isnan(sel), axis=0)
-            ordered = np.sort(sel, axis=0)  # NaN sort last, so the n valid values lead
-            lo = np.take_along_axis(ordered, (np.maximum(n, 1)[None] - 1) // 2, 0)[0]
-            hi = np.take_along_axis(ordered, np.minimum(n // 2, len(sel) - 1)[None], 0)[0]
-            count[b] = n
-            median[b] = np.where(n > 0, (lo.astype("float64") + hi) / 2, np.nan)
+        rows = np.flatnonzero(bins == b)
+        if len(rows) == 1:
+            median[b] = values[rows[0]]
+            count[b] = ~np.isnan(values[rows[0]])
+        elif len(rows):
+            lo, hi, count[b] = _middle(values, rows)
+            mid = np.add(lo, hi, dtype="float64")
+            mid /= 2
+            median[b] = mid
     return median, count
 
 
@@ -221,28 +287,41 @@ def fill_gaps_np(values: np.ndarray, positions: np.ndarray, *, edges: str = "nea
     """Fill NaN along axis 0 by linear interpolation at ``positions`` (e.g. days).
 
     ``edges``: ``"nearest"`` repeats the first/last valid value before/after it, ``"nan"`` leaves them
-    NaN. Series without any valid value stay NaN.
+    NaN. Series without any valid value stay NaN. Interpolation is in float64; the result has the dtype
+    of ``values`` (float32 for integers).
     """
     if edges not in ("nearest", "nan"):
         raise ConfigError(f"edges must be 'nearest' or 'nan', got {edges!r}")
     n = values.shape[0]
-    flat = values.reshape(n, -1).astype("float64")
+    x = np.ascontiguousarray(values.reshape(n, -1), dtype=values.dtype if values.dtype.kind == "f" else "float64")
     pos = np.asarray(positions, dtype="float64")
-    valid = ~np.isnan(flat)
-    idx = np.broadcast_to(np.arange(n)[:, None], flat.shape)
-    prev = np.maximum.accumulate(np.where(valid, idx, -1), axis=0)
-    nxt = np.minimum.accumulate(np.where(valid, idx, n)[::-1], axis=0)[::-1]
-    has_prev, has_next = prev >= 0, nxt < n
-    p, q = np.clip(prev, 0, n - 1), np.clip(nxt, 0, n - 1)
-    vp, vq = np.take_along_axis(flat, p, 0), np.take_along_axis(flat, q, 0)
-    tp, tq, t = pos[p], pos[q], pos[:, None]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        weight = np.where(tq > tp, (t - tp) / (tq - tp), 0.0)
-    out = np.where(has_prev & has_next, vp + weight * (vq - vp), np.nan)
-    if edges == "nearest":
-        out = np.where(~has_prev & has_next, vq, out)
-        out = np.where(has_prev & ~has_next, vp, out)
-    return out.reshape(values.shape).astype(values.dtype if values.dtype.kind == "f" else "float32")
+    valid = ~np.isnan(x)
+    # per step: 1 + the previous valid step (0: none), the next valid step (n: none) and its value
+    small = np.min_scalar_type((n + 1) ** 2)  # also holds the weight table indices below
+    after = np.multiply(valid, np.arange(1, n + 1, dtype=small)[:, None])
+    before = n - np.multiply(valid, np.arange(n, 0, -1, dtype=small)[:, None])
+    next_val = x.copy()
+    for i in range(1, n):
+        np.maximum(after[i], after[i - 1], out=after[i])
+    for i in range(n - 2, -1, -1):
+        np.minimum(before[i], before[i + 1], out=before[i])
+        np.putmask(next_val[i], ~valid[i], next_val[i + 1])
+    out = np.empty(x.shape, values.dtype if values.dtype.kind == "f" else "float32")
+    val = np.full(x.shape[1], np.nan, x.dtype)  # the previous valid value
+    for i in range(n):
+        np.putmask(val, valid[i], x[i])
+        # weight of the next value by (previous + 1, next - i): 0 at a valid step, where both are i
+        t0, t1 = np.append(np.nan, pos[:i + 1])[:, None], np.append(pos[i:], np.nan)[None, :]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            table = np.where(t1 > t0, (pos[i] - t0) / (t1 - t0), 0.0).ravel()
+        filled = np.subtract(next_val[i], val, dtype="float64")
+        filled *= table.take(after[i] * (n - i + 1) + (before[i] - i))
+        filled += val
+        out[i] = filled
+        if edges == "nearest":  # mostly sparse masks, where copyto beats putmask
+            np.copyto(out[i], next_val[i], where=after[i] == 0)
+            np.copyto(out[i], val, where=before[i] == n)
+    return out.reshape(values.shape)
 
 
 def fill_gaps(cube: xr.DataArray, *, edges: str = "nearest") -> xr.DataArray:
@@ -348,10 +427,10 @@ def preprocess(
     SCL band, :func:`composite` (median per bin of ``axis``, default spanning the cube at ``freq``) and
     :func:`fill_gaps`. Lazy on dask input.
     """
-    has_scl = scl_band in cube.coords["band"].values
-    refl = to_reflectance(cube.drop_sel(band=scl_band) if has_scl else cube)
-    if has_scl:
+    if scl_band in cube.coords["band"].values:
         bad = invalid_scl(cube.sel(band=scl_band, drop=True), dilation=dilation)
-        refl = refl.where(~bad)
+        refl = _reflectance(cube.drop_sel(band=scl_band), bad, offset=None, scale=S2_SCALE, nodata=S2_NODATA)
+    else:
+        refl = to_reflectance(cube)
     median, _ = composite(refl, freq=freq, axis=axis)
     return fill_gaps(median, edges=edges)

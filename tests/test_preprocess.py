@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import dask.array as dska
 import numpy as np
 import pandas as pd
@@ -51,6 +53,18 @@ def test_reflectance_subtracts_the_boa_offset_per_time_and_masks_nodata():
     np.testing.assert_allclose(refl[0, 0], [[0.15, np.nan], [np.nan, 0.30]], rtol=1e-6)
     np.testing.assert_allclose(refl[1, 0], [[0.05, np.nan], [np.nan, 0.20]], rtol=1e-6)
     assert refl.dtype == np.float32
+
+
+@pytest.mark.parametrize("chunks", [None, {"y": 100}])
+def test_reflectance_of_every_digital_number_is_the_float64_formula_rounded_once(chunks):
+    dn = np.arange(2**16, dtype="uint16").reshape(1, 1, 256, 256)
+    cube = _cube(np.concatenate([dn, dn]), ["2022-01-01", "2022-02-01"], ["B04"])
+    cube = cube.assign_coords(boa_offset=("time", np.array([0, 1000], "int32")), nodata=("band", [65535.0]))
+    refl = to_reflectance(cube.chunk(chunks) if chunks else cube).values
+    offset = np.array([0, 1000]).reshape(2, 1, 1, 1)
+    expected = ((dn.astype("float64") - offset) * np.float64(np.float32(1e-4))).astype("float32")
+    expected[:, :, 0, 0] = expected[:, :, -1, -1] = np.nan  # DN 0 and 65535
+    np.testing.assert_array_equal(refl, expected)
 
 
 # --- masks ----------------------------------------------------------------------------------------------
@@ -128,6 +142,38 @@ def test_composite_is_the_median_and_count_of_valid_observations(values, data):
     np.testing.assert_allclose(median, median2, atol=1e-6)
 
 
+def _nanmedian_per_bin(values: np.ndarray, bins: np.ndarray, nbins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reference: np.nanmedian in float64 of each bin's observations, and their count."""
+    median = np.full((nbins, *values.shape[1:]), np.nan, dtype="float32")
+    count = np.zeros(median.shape, dtype="int16")
+    for b in range(nbins):
+        sel = values[bins == b].astype("float64")
+        count[b] = (~np.isnan(sel)).sum(axis=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
+            median[b] = np.nanmedian(sel, axis=0) if len(sel) else np.nan
+    return median, count
+
+
+@pytest.mark.parametrize("nan_share", [0.0, 0.3, 0.9])
+def test_composite_equals_nanmedian_for_bins_of_0_to_30_observations(nan_share):
+    rng = np.random.default_rng(7)
+    sizes = [0, 1, 2, 3, 4, 5, 30]  # bin b holds sizes[b] observations; 30 takes the np.sort path
+    bins = rng.permutation(np.concatenate([np.repeat(np.arange(len(sizes)), sizes), [-1, -1]]))
+    values = rng.uniform(0, 1, size=(len(bins), 3, 40)).astype("float32")
+    values[:, :, :4] = np.round(values[:, :, :4], 1)  # ties
+    values[rng.random(values.shape) < nan_share] = np.nan
+    values[:, 0, 0] = np.nan  # a series without any observation
+    values[bins == 2, 1, 1] = np.nan  # a pair with one observation: 2 x 1 valid
+    values[bins == 2, 1, 2] = [np.nan, 0.25]
+    expected = _nanmedian_per_bin(values, bins, len(sizes))
+    for layout in (values, np.moveaxis(np.moveaxis(values, 0, -1).copy(), -1, 0)):  # time-last, as from dask
+        median, count = composite_np(layout, bins, len(sizes))
+        np.testing.assert_array_equal(count, expected[1])
+        np.testing.assert_array_equal(median, expected[0])
+    assert (count[0] == 0).all() and np.isnan(median[0]).all()
+
+
 def test_composite_of_a_lazy_cube_equals_the_eager_one():
     rng = np.random.default_rng(1)
     values = rng.uniform(0, 1, size=(6, 4, 8, 8)).astype("float32")
@@ -166,6 +212,44 @@ def test_gap_filling_recovers_a_line_and_keeps_valid_values(slope, offset, data)
     kept = fill_gaps_np(series[:, None], pos, edges="nan")[:, 0]
     if len(valid):
         assert np.isnan(kept[: valid[0]]).all() and np.isnan(kept[valid[-1] + 1:]).all()
+
+
+def _interp_per_series(values: np.ndarray, positions: np.ndarray, edges: str) -> np.ndarray:
+    """Reference: np.interp along axis 0 of each series (NaN outside its valid range for edges='nan')."""
+    flat = values.reshape(len(values), -1).astype("float64")
+    out = np.full(flat.shape, np.nan)
+    for j in range(flat.shape[1]):
+        ok = ~np.isnan(flat[:, j])
+        if ok.any():
+            out[:, j] = np.interp(positions, positions[ok], flat[ok, j])
+            if edges == "nan":
+                first, last = np.flatnonzero(ok)[[0, -1]]
+                out[:first, j] = out[last + 1:, j] = np.nan
+    return out.reshape(values.shape)
+
+
+@pytest.mark.parametrize("edges", ["nearest", "nan"])
+@pytest.mark.parametrize("nan_share", [0.2, 0.6, 0.95])
+def test_fill_gaps_equals_np_interp_per_series(edges, nan_share):
+    rng = np.random.default_rng(3)
+    positions = np.cumsum(rng.integers(1, 40, size=12)).astype("float64")
+    values = rng.uniform(-0.1, 1, size=(12, 2, 60)).astype("float32")
+    values[rng.random(values.shape) < nan_share] = np.nan
+    values[:, 0, 0] = np.nan  # no valid value at all
+    values[:, 0, 1] = np.where(np.arange(12) == 5, 0.5, np.nan)  # a single one
+    values[[0, 11], 0, 2:5] = np.nan  # gaps at both ends
+    expected = _interp_per_series(values, positions, edges)
+    for layout in (values, np.moveaxis(np.moveaxis(values, 0, -1).copy(), -1, 0)):  # time-last, as from dask
+        filled = fill_gaps_np(layout, positions, edges=edges)
+        assert filled.dtype == np.float32
+        np.testing.assert_array_equal(np.isnan(filled), np.isnan(expected))
+        ok = ~np.isnan(expected)  # the same in float64, up to rounding the last bit to float32
+        np.testing.assert_array_max_ulp(filled[ok], expected[ok].astype("float32"), maxulp=1)
+        np.testing.assert_array_equal(filled[~np.isnan(values)], values[~np.isnan(values)])
+    filled64 = fill_gaps_np(values.astype("float64"), positions, edges=edges)
+    assert filled64.dtype == np.float64
+    np.testing.assert_allclose(filled64, expected, rtol=1e-12, atol=1e-15)
+    assert fill_gaps_np(np.array([[1], [0], [3]], "int16"), np.array([0.0, 1, 2])).dtype == np.float32
 
 
 def test_fill_gaps_uses_dates_and_works_lazily():
