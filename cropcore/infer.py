@@ -203,24 +203,35 @@ def plan_batches(tiles: list[Tile], batch_size: int) -> list[list[Tile]]:
 
 
 class WindowReader:
-    """Windows of a ``(time, band, y, x)`` cube; each dask chunk is computed once while tiles need it.
+    """Model-ready windows of a ``(time, band, y, x)`` cube; each dask chunk is computed once while tiles need it.
 
     Tiles arrive strip by strip (see :class:`~cropcore.tiling.Blender`), row-major inside a strip. A chunk is
     computed when a window first needs it and dropped by :meth:`release` once reading has passed it; of each
     chunk the last ``halo`` columns are kept until the next strip, which starts that far inside it. Memory
     holds about two chunk rows of one strip plus those columns, whatever the AOI's size.
+
+    Values are float32, normalised with ``norm`` when given (missing values then become 0, the band mean);
+    :attr:`valid` marks the pixels read so far that hold a value in some date and band.
     """
 
-    def __init__(self, cube: xr.DataArray, *, halo: int = 0) -> None:
+    def __init__(self, cube: xr.DataArray, *, halo: int = 0, norm: NormStats | None = None) -> None:
         data = cube.data
         self.lazy = isinstance(data, da.Array)
         if self.lazy:
             data = data.rechunk({0: -1, 1: -1})
             self.ybounds = np.cumsum((0, *data.chunks[2]))
             self.xbounds = np.cumsum((0, *data.chunks[3]))
-        self.data, self.halo_px = data, halo
+        self.data, self.halo_px, self.norm = data, halo, norm
+        self.valid = np.zeros(cube.shape[2:], dtype=bool)
         self.cache: dict[tuple[int, int], np.ndarray] = {}
         self.halo: dict[tuple[int, int], np.ndarray] = {}  # last ``halo`` columns of computed chunks
+
+    def _prepare(self, values: np.ndarray, ys: slice, xs: slice) -> np.ndarray:
+        """Mark valid pixels of the window ``ys, xs`` and normalise ``values`` (a float32 array we own) in place."""
+        self.valid[ys, xs] |= np.isfinite(values).any(axis=(0, 1))
+        if self.norm is None:
+            return values
+        return np.nan_to_num(self.norm.scale(values, band_axis=1, inplace=True), copy=False, nan=0.0)
 
     def _blocks(self, bounds: np.ndarray, lo: int, hi: int) -> range:
         return range(int(np.searchsorted(bounds, lo, side="right")) - 1, int(np.searchsorted(bounds, hi, side="left")))
@@ -235,26 +246,28 @@ class WindowReader:
         return None
 
     def read(self, ys: slice, xs: slice) -> np.ndarray:
-        """The window ``[:, :, ys, xs]`` as float32."""
+        """The window ``[:, :, ys, xs]``."""
         if not self.lazy:
-            return np.asarray(self.data[:, :, ys, xs], dtype=np.float32)
+            return self._prepare(np.array(self.data[:, :, ys, xs], dtype=np.float32), ys, xs)
         iys, ixs = self._blocks(self.ybounds, ys.start, ys.stop), self._blocks(self.xbounds, xs.start, xs.stop)
         missing = [(i, j) for i in iys for j in ixs if self._piece(i, j, xs) is None]
         if missing:  # one graph traversal for all chunks this window lacks
             arrays = compute(*[self.data.blocks[:, :, i, j] for i, j in missing])
-            for key, value in zip(missing, arrays, strict=True):
-                self.cache[key] = np.asarray(value, dtype=np.float32)
-                if self.halo_px and key[1] < len(self.xbounds) - 2:
-                    self.halo[key] = self.cache[key][..., -self.halo_px:].copy()
+            for (i, j), value in zip(missing, arrays, strict=True):
+                window = slice(*self.ybounds[i:i + 2]), slice(*self.xbounds[j:j + 2])
+                self.cache[i, j] = self._prepare(np.array(value, dtype=np.float32), *window)
+                if self.halo_px and j < len(self.xbounds) - 2:
+                    self.halo[i, j] = self.cache[i, j][..., -self.halo_px:].copy()
         rows = []
         for i in iys:
+            y0, y1 = int(self.ybounds[i]), int(self.ybounds[i + 1])
+            rs = slice(max(ys.start, y0) - y0, min(ys.stop, y1) - y0)
             pieces = []
             for j in ixs:
                 piece, x0 = self._piece(i, j, xs)  # type: ignore[misc]  # computed above
-                pieces.append(piece[..., max(xs.start, x0) - x0:min(xs.stop, x0 + piece.shape[3]) - x0])
-            y0, y1 = int(self.ybounds[i]), int(self.ybounds[i + 1])
-            rows.append(np.concatenate(pieces, axis=3)[:, :, max(ys.start, y0) - y0:min(ys.stop, y1) - y0])
-        return np.concatenate(rows, axis=2)
+                pieces.append(piece[:, :, rs, max(xs.start, x0) - x0:min(xs.stop, x0 + piece.shape[3]) - x0])
+            rows.append(pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=3))
+        return rows[0] if len(rows) == 1 else np.concatenate(rows, axis=2)
 
     def release(self, row: int, col: int) -> None:
         """Reading continues at ``row`` of the strip starting at ``col``: forget chunks no longer needed."""
@@ -271,23 +284,17 @@ class WindowReader:
 
 
 def _read_batches(
-    cube: xr.DataArray, batches: list[list[Tile]], blender: Blender, norm: NormStats, ahead: int, valid: np.ndarray
+    reader: WindowReader, batches: list[list[Tile]], blender: Blender, ahead: int
 ) -> Iterator[np.ndarray]:
-    """Normalised (B, T, C, h, w) arrays, read lazily from the cube by a thread that stays ``ahead`` batches
-    ahead (``ahead=0``: read in the caller's thread, between model calls); missing values become 0 (the
-    band mean).
-
-    Pixels with a value in some date and band are marked in ``valid`` (H, W) as a side effect.
-    """
-    reader = WindowReader(cube, halo=blender.overlap)
+    """(B, T, C, h, w) arrays from ``reader``, read by a thread that stays ``ahead`` batches ahead (``ahead=0``:
+    read in the caller's thread, between model calls)."""
 
     def read(batch: list[Tile]) -> np.ndarray:
         arrays = []
         for t in batch:
             reader.release(t.row, blender.strip_start(t))
             arrays.append(reader.read(*t.slices))
-            valid[t.slices] |= np.isfinite(arrays[-1]).any(axis=(0, 1))
-        return np.nan_to_num(norm.scale(np.stack(arrays), band_axis=2), nan=0.0)
+        return np.stack(arrays)
 
     if ahead == 0:
         yield from map(read, batches)
@@ -344,16 +351,17 @@ def predict_map(
     device_list = resolve_devices(devices)
     if isinstance(model, TempCNN):
         overlap = 0
-    norm = NormStats.from_meta(meta)
-    valid = np.zeros((height, width), dtype=bool)
     if sink is None:
         sink = ArraySink(height, width, classes, probabilities=probabilities)
     elif probabilities:
         raise ConfigError("probabilities=True keeps every class in memory: it cannot be combined with a sink")
 
+    window_reader = WindowReader(cube, halo=overlap, norm=NormStats.from_meta(meta))
+
     def emit(row0: int, col0: int, block: np.ndarray) -> None:  # blended logits of a finished block
         p = torch.softmax(torch.from_numpy(block), dim=0).numpy()
-        sink.write(row0, col0, p, valid[row0:row0 + block.shape[1], col0:col0 + block.shape[2]])
+        valid = window_reader.valid[row0:row0 + block.shape[1], col0:col0 + block.shape[2]]
+        sink.write(row0, col0, p, valid)
 
     blender = Blender(classes, height, width, tile=tile, overlap=overlap, strip=strip, emit=emit)
     batches = plan_batches(blender.tiles, batch_size)
@@ -362,7 +370,7 @@ def predict_map(
     # a single CPU worker reads between model calls: reading (dask threads) and the model (torch threads) running
     # at once on the same cores slowed the model down more than the overlap saved (benchmarks/README.md)
     ahead = 0 if device_list == ["cpu"] else 2 * len(device_list)
-    reader = _read_batches(cube, batches, blender, norm, ahead=ahead, valid=valid)
+    reader = _read_batches(window_reader, batches, blender, ahead=ahead)
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
     if len(device_list) == 1:

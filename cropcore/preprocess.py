@@ -387,13 +387,20 @@ class NormStats:
         norm = meta["norm"]
         return cls(tuple(meta["bands"]), tuple(map(float, norm["mean"])), tuple(map(float, norm["std"])))
 
-    def scale(self, values: np.ndarray, band_axis: int) -> np.ndarray:
-        """``(values - mean) / std`` along ``band_axis`` as float32 (std 0 is taken as 1); numpy or dask."""
+    def scale(self, values: np.ndarray, band_axis: int, *, inplace: bool = False) -> np.ndarray:
+        """``(values - mean) / std`` along ``band_axis`` as float32 (std 0 is taken as 1); numpy or dask.
+
+        ``inplace=True`` overwrites ``values`` (a float32 numpy array) instead of allocating a new one.
+        """
         shape = [1] * values.ndim
         shape[band_axis] = -1
         mean = np.asarray(self.mean, dtype="float32").reshape(shape)
         std = np.asarray(self.std, dtype="float32")
         std = np.where(std > 0, std, 1).astype("float32").reshape(shape)
+        if inplace:
+            values -= mean
+            values /= std
+            return values
         return ((values - mean) / std).astype("float32")
 
 

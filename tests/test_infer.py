@@ -123,7 +123,7 @@ def test_window_reader_computes_each_chunk_once_and_matches_numpy(strip):
 
     lazy = da.from_array(values, chunks=(3, 2, 25, 30)).map_blocks(count, dtype="float32")
     cube = xr.DataArray(lazy, dims=("time", "band", "y", "x"))
-    reader = infer.WindowReader(cube, halo=8)
+    reader = infer.WindowReader(cube, halo=8)  # no normalisation: values as they are
     blender = Blender(1, 90, 130, tile=24, overlap=8, strip=strip, emit=lambda r, c, b: None)
     peak = 0
     for t in blender.tiles:
