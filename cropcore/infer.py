@@ -210,8 +210,8 @@ class WindowReader:
     chunk the last ``halo`` columns are kept until the next strip, which starts that far inside it. Memory
     holds about two chunk rows of one strip plus those columns, whatever the AOI's size.
 
-    Values are float32, normalised with ``norm`` when given (missing values then become 0, the band mean);
-    :attr:`valid` marks the pixels read so far that hold a value in some date and band.
+    Values are float32, normalised with ``norm`` when given (missing values, NaN, then become 0: the band
+    mean); :attr:`valid` marks the pixels read so far that hold a value in some date and band.
     """
 
     def __init__(self, cube: xr.DataArray, *, halo: int = 0, norm: NormStats | None = None) -> None:
@@ -228,10 +228,12 @@ class WindowReader:
 
     def _prepare(self, values: np.ndarray, ys: slice, xs: slice) -> np.ndarray:
         """Mark valid pixels of the window ``ys, xs`` and normalise ``values`` (a float32 array we own) in place."""
-        self.valid[ys, xs] |= np.isfinite(values).any(axis=(0, 1))
-        if self.norm is None:
-            return values
-        return np.nan_to_num(self.norm.scale(values, band_axis=1, inplace=True), copy=False, nan=0.0)
+        missing = np.isnan(values)
+        self.valid[ys, xs] |= ~missing.all(axis=(0, 1))
+        if self.norm is not None:
+            self.norm.scale(values, band_axis=1, inplace=True)
+            np.copyto(values, 0, where=missing)
+        return values
 
     def _blocks(self, bounds: np.ndarray, lo: int, hi: int) -> range:
         return range(int(np.searchsorted(bounds, lo, side="right")) - 1, int(np.searchsorted(bounds, hi, side="left")))
