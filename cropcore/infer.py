@@ -370,7 +370,7 @@ def predict_map(
     report = progress or (lambda f, m: None)
     report(0.0, f"{len(blender.tiles)} tiles on {', '.join(device_list)}")
     # a single CPU worker reads between model calls: reading (dask threads) and the model (torch threads) running
-    # at once on the same cores slowed the model down more than the overlap saved (benchmarks/README.md)
+    # at once on the same cores slowed the model down by as much as the overlap saved (benchmarks/README.md)
     ahead = 0 if device_list == ["cpu"] else 2 * len(device_list)
     reader = _read_batches(window_reader, batches, blender, ahead=ahead)
     timings: dict[str, float] = {}
