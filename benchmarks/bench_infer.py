@@ -8,8 +8,10 @@ Usage: ``python benchmarks/bench_infer.py [--quick] [--out benchmarks/results/in
    bf16 autocast, batch 1 and 2, through the same ``Runner`` that ``predict_map`` uses (fastest of 5 runs, and
    the median); FLOPs per patch from
    ``torch.utils.flop_counter`` and the achieved GFLOP/s as a share of the ceiling of that precision.
-3. Workers: ``predict_map`` on a random 256 x 512 px cube (8 tiles of 128 px), 1 vs 2 CPU worker processes.
-4. End to end: generated Sentinel-2-like COGs (6 dates x 9 bands, seeded, 10 m) for a 10 km x 10 km AOI
+3. Options: AgrUNet at T = 12, bf16, batch 2, eager vs channels-last-3d convolution weights vs
+   ``torch.compile`` (first call, which compiles, timed apart); ``predict_map`` uses neither unless it helps.
+4. Workers: ``predict_map`` on a random 256 x 512 px cube (8 tiles of 128 px), 1 vs 2 CPU worker processes.
+5. End to end: generated Sentinel-2-like COGs (6 dates x 9 bands, seeded, 10 m) for a 10 km x 10 km AOI
    (1x), and 4x and 16x that area, each in a fresh process with its RSS sampled every 5 ms: search (a real
    search of the embedded STAC API), load (odc-stac graph + header checks), preprocess (monthly composite
    and gap filling, computed while tiles are read), model, write (class + confidence COGs). As in the
@@ -88,6 +90,35 @@ def model_rows(quick: bool) -> list[dict]:
                              "mpx_per_s": pps * 128 * 128 / 1e6, "gflop_per_patch": gflop, "gflop_per_s": pps * gflop})
                 print(f"model T={t} {precision} batch {batch}: {pps:.2f} patches/s (median "
                       f"{batch / statistics.median(times):.2f})", flush=True)
+    return rows
+
+
+def option_rows(quick: bool) -> list[dict]:
+    """AgrUNet (T=12, bf16, batch 2) eager vs channels-last-3d Conv3d weights vs ``torch.compile``."""
+    import copy
+
+    from cropcore.infer import Runner
+    from cropcore.models import build_model
+
+    eager = build_model("agrunet", in_channels=10, num_classes=10).eval()
+    channels_last = copy.deepcopy(eager)
+    for module in channels_last.modules():
+        if isinstance(module, torch.nn.Conv3d):
+            module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last_3d)
+    x = np.random.default_rng(0).normal(size=(2, 12, 10, 128, 128)).astype("float32")
+    rows = []
+    for name, model in (("eager", eager), ("channels_last_3d", channels_last), ("torch.compile", torch.compile(eager))):
+        runner = Runner(model, "cpu", "bf16")
+        t0 = time.perf_counter()
+        runner.logits(x)  # warm-up; compiles for torch.compile
+        first = time.perf_counter() - t0
+        times = []
+        for _ in range(2 if quick else 5):
+            t0 = time.perf_counter()
+            runner.logits(x)
+            times.append(time.perf_counter() - t0)
+        rows.append({"variant": name, "patches_per_s": 2 / min(times), "first_call_s": first})
+        print(f"option {name}: {2 / min(times):.2f} patches/s (first call {first:.1f} s)", flush=True)
     return rows
 
 
@@ -217,6 +248,7 @@ def main() -> None:
     }
     print(f"ceiling: {result['ceiling_gflops']}", flush=True)
     result["model"] = model_rows(args.quick)
+    result["options"] = option_rows(args.quick)
     result["workers"] = worker_rows()
     result["e2e"] = e2e_rows([1, 4] if args.quick else [1, 4, 16])
     result["load_average"] = {"before": load_before, "after": os.getloadavg()[0]}
