@@ -1,10 +1,11 @@
 """Overlapping tiles over a raster and seamless blending of per-tile predictions.
 
-Tiles are laid row-major with stride ``tile - overlap``; the last tile of a row or column is shifted back
-to end at the raster edge, so every tile has the full size when the raster is at least one tile large.
+Tiles are laid in column strips (:func:`strip_extents`), row-major inside each strip, with stride ``tile -
+overlap``; the last tile of a row or column is shifted back to end at the strip's or raster's edge, so every
+tile has the full size when the raster is at least one tile large.
 Overlapping predictions are averaged with weights that ramp down towards tile edges (never to zero), so
-seams vanish. :class:`Blender` lays tiles in column strips and accumulates one band of tile rows of one strip
-at a time, handing finished blocks to a callback, so memory holds ``classes x (tile + stride) x strip``
+seams vanish, between strips too. :class:`Blender` accumulates one band of tile rows of one strip at a time,
+handing finished blocks to a callback, so memory holds ``classes x (tile + stride) x strip``
 values (plus the columns shared by neighbouring strips), not the whole raster or a full-width band.
 """
 
@@ -43,12 +44,6 @@ def tile_origins(size: int, tile: int, overlap: int) -> list[int]:
     origins = list(range(0, size - tile, stride))
     origins.append(size - tile)
     return origins
-
-
-def plan_tiles(height: int, width: int, *, tile: int, overlap: int) -> list[Tile]:
-    """Row-major tiles covering a ``height x width`` raster."""
-    rows, cols = tile_origins(height, tile, overlap), tile_origins(width, tile, overlap)
-    return [Tile(r, c, min(tile, height), min(tile, width)) for r in rows for c in cols]
 
 
 def blend_weights(height: int, width: int, overlap: int) -> np.ndarray:

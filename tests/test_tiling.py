@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cropcore.errors import ConfigError
-from cropcore.tiling import Blender, blend_weights, plan_tiles, strip_extents, tile_origins
+from cropcore.tiling import Blender, blend_weights, strip_extents, tile_origins
 
 
 @st.composite
@@ -16,11 +16,12 @@ def layouts(draw):
     return draw(st.integers(1, 120)), draw(st.integers(1, 120)), tile, overlap
 
 
-@given(layouts())
-def test_tiles_cover_the_raster_within_bounds(layout):
+@given(layouts(), st.one_of(st.none(), st.integers(0, 60)))
+def test_tiles_cover_the_raster_within_bounds(layout, extra):
     height, width, tile, overlap = layout
+    strip = None if extra is None else tile + extra
     cover = np.zeros((height, width), dtype=int)
-    for t in plan_tiles(height, width, tile=tile, overlap=overlap):
+    for t in Blender(1, height, width, tile=tile, overlap=overlap, strip=strip, emit=lambda *a: None).tiles:
         assert 0 <= t.row and t.row + t.height <= height and 0 <= t.col and t.col + t.width <= width
         assert t.height == min(tile, height) and t.width == min(tile, width)
         cover[t.slices] += 1
