@@ -101,8 +101,8 @@ def cube_chunks(strip: int) -> dict[str, int]:
     """Dask chunks of the loaded cube: as wide as the inference strips, :data:`CHUNK_ROWS` tall.
 
     Inference then holds about two chunk rows of one strip of input at a time, whatever the AOI's size.
-    Tall chunks matter for speed: every chunk decodes whole COG blocks, so 112-row chunks over 256-px blocks
-    read 2.4x slower per pixel than 512-row chunks (benchmarks/README.md).
+    Tall chunks matter for speed: every chunk decodes whole COG blocks, so over 256 px blocks 112-row chunks
+    read 2.4x slower per pixel than 448-row chunks (benchmarks/README.md).
     """
     return {"y": CHUNK_ROWS, "x": strip}
 
