@@ -49,6 +49,7 @@ BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12")
 BASE_PX = 1000  # 10 km at 10 m
 BATCH = 4  # tiles per batch end to end, as in the predict CLI
 REPEATS = 3  # runs of the full models at 1x
+STRIP = 512  # column strips (and x chunks) end to end, as in the predict CLI
 
 
 def ceiling(dtype: torch.dtype, n: int = 2048, repeats: int = 7) -> float:
@@ -170,13 +171,14 @@ def child(spec: dict) -> dict:
     tile, overlap = spec["tile"], spec["overlap"]
     items = [pystac.Item.from_dict(d) for d in json.loads(Path(spec["items"]).read_text())]
     t0 = time.perf_counter()
-    cube = load_cube(items, list(BANDS), aoi=spec["aoi"], chunks=cube_chunks(512)).cube
+    cube = load_cube(items, list(BANDS), aoi=spec["aoi"], chunks=cube_chunks(STRIP)).cube
     t["load"] = time.perf_counter() - t0
     refl = preprocess(cube, axis=time_axis("2020-11-01", periods=12))
     with tempfile.TemporaryDirectory() as tmp:  # as the predict CLI does: rows to disk, COGs made from there
         sink = GeoTiffSink(Path(tmp) / "work", crs=refl.rio.crs, transform=refl.rio.transform(),
                            height=refl.sizes["y"], width=refl.sizes["x"])
-        pred = predict_map(refl, net, meta=meta, tile=tile, overlap=overlap, batch_size=BATCH, amp="bf16", sink=sink)
+        pred = predict_map(refl, net, meta=meta, tile=tile, overlap=overlap, strip=STRIP, batch_size=BATCH, amp="bf16",
+                           sink=sink)
         inner = pred.attrs["timings"]
         t["preprocess"] = inner["read_wait"]  # composites are computed lazily while tiles are read
         t["model"] = inner["model"]
@@ -190,7 +192,7 @@ def child(spec: dict) -> dict:
     peak = sampler.stop() / 2**20
     # the pure model time on the same tiles: the same batches (random values) through the model, nothing else
     ny, nx = pred["class"].shape
-    blender = Blender(1, ny, nx, tile=tile, overlap=overlap, strip=512, emit=lambda *a: None)
+    blender = Blender(1, ny, nx, tile=tile, overlap=overlap, strip=STRIP, emit=lambda *a: None)
     runner = Runner(net, "cpu", "bf16")
     rng = np.random.default_rng(0)
     for batch in plan_batches(blender.tiles, BATCH):

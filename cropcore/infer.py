@@ -1,11 +1,11 @@
 """Tiled, mixed-precision inference over a datacube on every visible device.
 
 The only module that moves tensors to devices. :func:`predict_map` cuts the cube into overlapping tiles
-(:mod:`cropcore.tiling`), reads them lazily a batch at a time (on GPUs a background thread reads ahead
-while the model runs), normalises them with the model's statistics, runs the model under autocast on one worker per
-device (in-process for a single device, ``torch.multiprocessing`` workers otherwise), blends the logits of
-overlapping tiles with smooth weights and keeps only the outputs: the class map, the confidence (max
-probability) and, optionally, per-class probabilities.
+laid in column strips (:mod:`cropcore.tiling`), reads them lazily a batch at a time (on GPUs a background
+thread reads ahead while the model runs), normalises them with the model's statistics, runs the model under
+autocast on one worker per device (in-process for a single device, ``torch.multiprocessing`` workers
+otherwise), blends the logits of overlapping tiles with smooth weights and keeps only the outputs: the class
+map, the confidence (max probability) and, optionally, per-class probabilities.
 
 Devices: ``devices="auto"`` uses every visible CUDA device, else the CPU. ``"cpu:2"`` runs two CPU
 workers; ``"cuda:0,cuda:1"`` picks GPUs; the ``CROPCORE_DEVICES`` environment variable overrides
