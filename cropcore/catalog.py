@@ -35,6 +35,7 @@ class CatalogSpec:
     url: str
     collections: tuple[str, ...]
     sign: Callable[[Any], Any] | None = None
+    start_hint: str = ""  # how to start the server, added when it cannot be reached
 
 
 def _local_url() -> str:
@@ -55,7 +56,8 @@ LOCAL_COLLECTIONS = ("worldcereal-s2-l2a-monthly", "ftw-s2-l2a")
 def resolve_catalog(catalog: str) -> CatalogSpec:
     """Turn a catalog name or URL into a :class:`CatalogSpec`."""
     if catalog == "local":
-        return CatalogSpec(_local_url(), LOCAL_COLLECTIONS)
+        return CatalogSpec(_local_url(), LOCAL_COLLECTIONS,
+                           start_hint="start the embedded catalog with `python -m cropcore catalog serve`")
     if catalog == "earth-search":
         return CatalogSpec("https://earth-search.aws.element84.com/v1", ("sentinel-2-l2a",))
     if catalog == "planetary-computer":
@@ -76,7 +78,15 @@ def open_client(spec: CatalogSpec, *, timeout: float = 10.0, retries: int = 3) -
     try:
         return Client.open(spec.url, stac_io=stac_io, modifier=spec.sign, timeout=timeout)
     except (APIError, requests.RequestException, pystac.STACError, ValueError) as exc:
-        raise CatalogUnavailableError(spec.url, _reason(exc)) from exc
+        raise _unavailable(spec, exc) from exc
+
+
+def _unavailable(spec: CatalogSpec, exc: BaseException) -> CatalogUnavailableError:
+    """The error for a failed request, telling how to start the server where we know how."""
+    reason = _reason(exc)
+    if spec.start_hint and reason.startswith("cannot connect"):
+        reason = f"cannot connect: {spec.start_hint}"
+    return CatalogUnavailableError(spec.url, reason)
 
 
 def _reason(exc: BaseException) -> str:
@@ -175,7 +185,7 @@ def search_items(
     try:
         found = list(search.items())
     except (APIError, requests.RequestException, pystac.STACError, ValueError) as exc:
-        raise CatalogUnavailableError(spec.url, _reason(exc)) from exc
+        raise _unavailable(spec, exc) from exc
     if client_side:
         found = [i for i in found if i.properties.get("eo:cloud_cover", 100.0) <= max_cloud]
     found.sort(key=lambda i: (i.datetime or pd.Timestamp(i.properties["start_datetime"]).to_pydatetime(), i.id))

@@ -90,6 +90,8 @@ def test_stopped_server_fails_fast_with_catalog_unavailable(stac_api, demo_bbox)
             search_items(demo_bbox, SEASON, catalog=stac_api, timeout=2, retries=2)
         assert time.monotonic() - t0 < 15
         assert info.value.url == stac_api
+        with pytest.raises(CatalogUnavailableError, match="cropcore catalog serve"):  # says how to start it
+            search_items(demo_bbox, SEASON, catalog="local", timeout=2, retries=0)
     finally:
         assert stac_local.serve() == stac_api
     assert isinstance(search_items(demo_bbox, SEASON, catalog=stac_api).table, pd.DataFrame)
