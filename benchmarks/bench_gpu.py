@@ -87,7 +87,7 @@ def measure(step, device: str, seconds: float, power: bool) -> tuple[int, float,
 
 
 def model_rows(device: str, quick: bool, power: bool) -> list[dict]:
-    from cropcore.infer import Runner, autocast_dtype
+    from cropcore.inference.predict import Runner, autocast_dtype
     from cropcore.models import build_model
 
     model = build_model("agrunet", in_channels=10, num_classes=10).eval().to(device)
@@ -127,7 +127,7 @@ def model_rows(device: str, quick: bool, power: bool) -> list[dict]:
 def scaling_rows(devices: list[str], quick: bool) -> list[dict]:
     import xarray as xr
 
-    from cropcore.infer import predict_map
+    from cropcore.inference.predict import predict_map
     from cropcore.models import build_model
 
     meta = {"bands": [f"b{i}" for i in range(10)], "norm": {"mean": [0.0] * 10, "std": [1.0] * 10},

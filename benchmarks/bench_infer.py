@@ -65,7 +65,7 @@ def ceiling(dtype: torch.dtype, n: int = 2048, repeats: int = 7) -> float:
 
 
 def model_rows(quick: bool) -> list[dict]:
-    from cropcore.infer import Runner
+    from cropcore.inference.predict import Runner
     from cropcore.models import build_model
 
     model = build_model("agrunet", in_channels=10, num_classes=10).eval()
@@ -98,7 +98,7 @@ def option_rows(quick: bool) -> list[dict]:
     """AgrUNet (T=12, bf16, batch 2) eager vs channels-last-3d Conv3d weights vs ``torch.compile``."""
     import copy
 
-    from cropcore.infer import Runner
+    from cropcore.inference.predict import Runner
     from cropcore.models import build_model
 
     eager = build_model("agrunet", in_channels=10, num_classes=10).eval()
@@ -126,7 +126,7 @@ def option_rows(quick: bool) -> list[dict]:
 def worker_rows() -> list[dict]:
     import xarray as xr
 
-    from cropcore.infer import predict_map
+    from cropcore.inference.predict import predict_map
     from cropcore.models import build_model
 
     meta = {"bands": [f"b{i}" for i in range(10)], "norm": {"mean": [0.0] * 10, "std": [1.0] * 10},
@@ -148,15 +148,15 @@ def child(spec: dict) -> dict:
     """One end-to-end run in this (fresh) process; returns stage times and peak RSS."""
     import pystac
 
-    from cropcore.catalog import search_items
-    from cropcore.export import write_cog
-    from cropcore.infer import Runner, plan_batches, predict_map
-    from cropcore.load import load_cube
+    from cropcore.cube.load import load_cube
+    from cropcore.cube.preprocess import preprocess, time_axis
+    from cropcore.inference.predict import Runner, plan_batches, predict_map
+    from cropcore.inference.sinks import GeoTiffSink
+    from cropcore.inference.tiling import Blender
     from cropcore.models import build_model, load_checkpoint
     from cropcore.pipeline import cube_chunks
-    from cropcore.preprocess import preprocess, time_axis
-    from cropcore.sinks import GeoTiffSink
-    from cropcore.tiling import Blender
+    from cropcore.products.export import write_cog
+    from cropcore.stac.catalog import search_items
 
     sampler = RssSampler()
     sampler.start()
@@ -202,9 +202,9 @@ def child(spec: dict) -> dict:
 
 
 def e2e_rows(scales: list[int]) -> list[dict]:
-    from cropcore import stac_local
+    from cropcore.stac import server as stac_server
 
-    stac_local.serve()
+    stac_server.serve()
     rows = []
     extent = int(BASE_PX * max(scales) ** 0.5) + 64
     with tempfile.TemporaryDirectory() as tmp:

@@ -135,8 +135,8 @@ def run_one(items_json: Path, aoi: dict, chunk: int, out_tif: Path) -> dict:
     import pystac
     import rasterio
 
-    from cropcore.load import load_cube
-    from cropcore.preprocess import preprocess
+    from cropcore.cube.load import load_cube
+    from cropcore.cube.preprocess import preprocess
 
     items = [pystac.Item.from_dict(d) for d in json.loads(items_json.read_text())]
     t0 = time.perf_counter()

@@ -23,12 +23,12 @@ import pandas as pd
 import xarray as xr
 
 from cropcore.aoi import AOILike, normalize_aoi
-from cropcore.catalog import SearchResult, search_items
-from cropcore.dask_setup import compute
+from cropcore.cube.dask_setup import compute
+from cropcore.cube.load import AssetFailure, load_cube
+from cropcore.cube.preprocess import preprocess, time_axis
 from cropcore.dates import DateLike, normalize_daterange
 from cropcore.errors import ConfigError, InvalidDateRangeError
-from cropcore.load import AssetFailure, load_cube
-from cropcore.preprocess import preprocess, time_axis
+from cropcore.stac.catalog import SearchResult, search_items
 
 Progress = Callable[[float, str], None]
 DEFAULT_MODEL = "tempcnn_worldcereal"
@@ -165,11 +165,11 @@ def run(
 ) -> RunResult:
     """Search, load, preprocess and classify; ``model`` may pass an already loaded ``(model, meta)``.
 
-    With ``workdir`` the map is written there block by block (:class:`~cropcore.sinks.GeoTiffSink`) and read
+    With ``workdir`` the map is written there block by block (:class:`~cropcore.inference.sinks.GeoTiffSink`) and read
     back lazily, so memory does not grow with the map; otherwise it is kept in memory.
     """
-    from cropcore.infer import predict_map
-    from cropcore.sinks import GeoTiffSink
+    from cropcore.inference.predict import predict_map
+    from cropcore.inference.sinks import GeoTiffSink
 
     report = progress or (lambda f, m: None)
     timings: dict[str, float] = {}
@@ -228,9 +228,9 @@ def export_run(result: RunResult, out: Path, *, name: str = "cropmap") -> dict[s
     ``name`` is a plain file name (no folder, no ``..``). Each file is written atomically; when one fails
     (or the run is interrupted) the files this call already wrote are removed: all or nothing.
     """
-    from cropcore.export import write_cog, write_text_atomic
-    from cropcore.infer import NODATA
-    from cropcore.stats import class_areas
+    from cropcore.inference.predict import NODATA
+    from cropcore.products.export import write_cog, write_text_atomic
+    from cropcore.products.stats import class_areas
 
     if not name or name.startswith(".") or Path(name).name != name or "\\" in name:
         raise ConfigError(f"the file name {name!r} must be a plain name without folders or '..' (e.g. 'cropmap')")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from cropcore import settings
 
-# Tests use their own state folder and ports, so a running demo is never touched.
-TEST_HOME = settings.PROJECT_ROOT / ".cropcore" / "test"
+# Tests use their own state folder and ports, so a running demo is never touched (CROPCORE_TEST_HOME and the
+# port variables let two test runs on one machine stay apart).
+TEST_HOME = Path(os.environ.get("CROPCORE_TEST_HOME", settings.PROJECT_ROOT / ".cropcore" / "test"))
 os.environ["CROPCORE_HOME"] = str(TEST_HOME)
 os.environ.setdefault("CROPCORE_STAC_PORT", "18082")
 os.environ.setdefault("CROPCORE_PG_PORT", "18432")
@@ -19,13 +21,13 @@ os.environ.setdefault("CROPCORE_PG_PORT", "18432")
 @pytest.fixture(scope="session")
 def stac_api() -> Iterator[str]:
     """URL of the embedded STAC API built from the real sample data (stopped at the end if started here)."""
-    from cropcore import stac_local
+    from cropcore.stac import server as stac_server
 
-    started_here = not stac_local.running()
-    url = stac_local.serve()
+    started_here = not stac_server.running()
+    url = stac_server.serve()
     yield url
     if started_here:
-        stac_local.stop()
+        stac_server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,9 @@ import pystac_client
 import pytest
 import rasterio
 
-from cropcore import stac_local
-from cropcore.catalog import resolve_catalog, search_items
 from cropcore.errors import CatalogUnavailableError, ConfigError, InvalidAOIError, NoItemsFoundError
+from cropcore.stac import server as stac_server
+from cropcore.stac.catalog import resolve_catalog, search_items
 
 SEASON = "2020-11-01/2021-10-31"
 
@@ -79,11 +79,11 @@ def test_named_catalogs_resolve():
     assert resolve_catalog("earth-search").collections == ("sentinel-2-l2a",)
     pc = resolve_catalog("planetary-computer")
     assert pc.sign is not None and pc.url.startswith("https://planetarycomputer")
-    assert resolve_catalog("local").url == stac_local.api_url()
+    assert resolve_catalog("local").url == stac_server.api_url()
 
 
 def test_stopped_server_fails_fast_with_catalog_unavailable(stac_api, demo_bbox):
-    stac_local.stop()
+    stac_server.stop()
     try:
         t0 = time.monotonic()
         with pytest.raises(CatalogUnavailableError, match="cannot connect") as info:
@@ -93,5 +93,5 @@ def test_stopped_server_fails_fast_with_catalog_unavailable(stac_api, demo_bbox)
         with pytest.raises(CatalogUnavailableError, match="cropcore catalog serve"):  # says how to start it
             search_items(demo_bbox, SEASON, catalog="local", timeout=2, retries=0)
     finally:
-        assert stac_local.serve() == stac_api
+        assert stac_server.serve() == stac_api
     assert isinstance(search_items(demo_bbox, SEASON, catalog=stac_api).table, pd.DataFrame)

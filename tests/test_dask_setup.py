@@ -6,7 +6,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from cropcore import dask_setup
+from cropcore.cube import dask_setup
 from cropcore.errors import ConfigError
 
 

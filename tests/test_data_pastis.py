@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from cropcore.data.pastis import PastisDataset, collate_patches, fold_split, read_metadata
 from cropcore.errors import DatasetFormatError
 from cropcore.models import build_model, load_checkpoint
-from cropcore.train import TrainConfig, run
+from cropcore.training.run import TrainConfig, run
 
 N_DATES = {10000: 5, 10001: 7, 10002: 3, 10003: 6, 10004: 4}  # patch id -> T (PASTIS: 38-61)
 

@@ -9,8 +9,8 @@ import rioxarray  # noqa: F401 (registers .rio)
 import xarray as xr
 from rio_cogeo.cogeo import cog_validate
 
-from cropcore import export
 from cropcore.errors import ExportError
+from cropcore.products import export
 
 CLASSES = ["other", "wheat", "maize"]
 COLOURS = {0: "#bdbdbd", 1: "#e6c229", 2: "#2e7d32"}

@@ -5,8 +5,8 @@ import pytest
 import torch
 import xarray as xr
 
-from cropcore import infer
 from cropcore.errors import ConfigError, InferenceError
+from cropcore.inference import predict as infer
 from cropcore.models import build_model, load_checkpoint
 
 
@@ -111,7 +111,7 @@ def test_missing_bands_are_refused(tempcnn):
 def test_window_reader_computes_each_chunk_once_and_matches_numpy(strip):
     import dask.array as da
 
-    from cropcore.tiling import Blender
+    from cropcore.inference.tiling import Blender
 
     rng = np.random.default_rng(1)
     values = rng.normal(size=(3, 2, 90, 130)).astype("float32")
@@ -143,7 +143,7 @@ def test_geotiff_sink_gives_the_same_map_as_memory(tempcnn, tmp_path):
     # gives the map of the in-memory cube
     import rioxarray  # noqa: F401
 
-    from cropcore.sinks import GeoTiffSink
+    from cropcore.inference.sinks import GeoTiffSink
 
     _, meta = tempcnn
     torch.manual_seed(0)

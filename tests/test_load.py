@@ -16,11 +16,11 @@ from rasterio.warp import transform_geom
 from rasterio.windows import from_bounds
 from shapely.geometry import box, mapping, shape
 
-from cropcore.catalog import search_items
+from cropcore.cube.load import boa_offset, load_cube, utm_crs
+from cropcore.cube.preprocess import composite, to_reflectance
 from cropcore.errors import ConfigError, NoItemsFoundError
-from cropcore.load import boa_offset, load_cube, utm_crs
-from cropcore.preprocess import composite, to_reflectance
 from cropcore.settings import data_dir
+from cropcore.stac.catalog import search_items
 
 WC_BANDS = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12"]
 

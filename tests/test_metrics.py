@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cropcore.metrics import classification_report, format_report
+from cropcore.training.metrics import classification_report, format_report
 
 
 def test_report_matches_hand_computed_values():

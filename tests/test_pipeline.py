@@ -10,7 +10,7 @@ import rasterio
 from rio_cogeo.cogeo import cog_validate
 
 from cropcore.errors import ConfigError
-from cropcore.infer import NODATA
+from cropcore.inference.predict import NODATA
 from cropcore.pipeline import RunParams, export_run, run, season_axis
 
 DEMO = (5.3189, 50.6286, 5.3334, 50.6378)
@@ -105,7 +105,7 @@ def test_predict_cli_catalog_down_exits_4(tmp_path):
 @pytest.mark.slow
 def test_a_distributed_scheduler_gives_the_same_map(demo_run, monkeypatch):
     """CROPCORE_DASK_SCHEDULER routes loading and compositing to a dask.distributed cluster."""
-    from cropcore import dask_setup
+    from cropcore.cube import dask_setup
 
     result, _ = demo_run
     monkeypatch.setenv("CROPCORE_DASK_SCHEDULER", "local-cluster")

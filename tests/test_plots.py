@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from cropcore import plots
+from cropcore.products import plots
 
 COLORS = {0: "#9bd35a", 1: "#f2c12e", 2: "#c8a165"}
 TIMES = pd.date_range("2020-11-01", periods=3, freq="MS")

@@ -14,9 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.ndimage import binary_dilation
 
-from cropcore.errors import ConfigError, ShapeError
-from cropcore.legend import SCL_INVALID
-from cropcore.preprocess import (
+from cropcore.cube.preprocess import (
     NormStats,
     add_indices,
     bin_index,
@@ -33,6 +31,8 @@ from cropcore.preprocess import (
     time_axis,
     to_reflectance,
 )
+from cropcore.errors import ConfigError, ShapeError
+from cropcore.legend import SCL_INVALID
 
 BANDS = ["B03", "B04", "B08", "B11"]
 

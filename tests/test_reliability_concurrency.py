@@ -11,8 +11,8 @@ from datetime import date
 import numpy as np
 from test_ui_pages import CROP_MAP, messages, page, run_button
 
-from cropcore.catalog import search_items
 from cropcore.pipeline import RunParams, run
+from cropcore.stac.catalog import search_items
 from cropcore.ui import runs
 
 WEST = (5.3189, 50.6286, 5.3260, 50.6378)
@@ -99,7 +99,7 @@ def test_progress_of_two_computations_at_once_stays_with_each():
     left behind to be called by a later computation (dask's global callback registry would do both)."""
     import dask.array as da
 
-    from cropcore.dask_setup import compute
+    from cropcore.cube.dask_setup import compute
 
     def slow(block):
         time.sleep(0.005)

@@ -22,13 +22,13 @@ from rasterio.warp import Resampling, calculate_default_transform, reproject
 from test_ui_pages import CROP_MAP, messages, page, run_button
 
 from cropcore import pipeline
-from cropcore.catalog import search_items
 from cropcore.cli import main
+from cropcore.cube.load import load_cube
 from cropcore.errors import CatalogUnavailableError, CheckpointError, ConfigError, ExportError
-from cropcore.export import write_cog
-from cropcore.load import load_cube
 from cropcore.models.checkpoint import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
 from cropcore.pipeline import RunParams, export_run, run
+from cropcore.products.export import write_cog
+from cropcore.stac.catalog import search_items
 from cropcore.ui import runs
 
 DEMO = (5.3189, 50.6286, 5.3334, 50.6378)
@@ -260,7 +260,7 @@ def test_a_damaged_shipped_checkpoint_is_left_out_of_the_dashboard(shipped, monk
 def test_cuda_oom_halves_the_batch_and_the_run_completes(stac_api, demo_result, monkeypatch):
     """A CUDA out-of-memory error cannot be caused on a CPU machine: it is injected for every batch of more
     than one tile, in a full pipeline run with batches of 4."""
-    import cropcore.infer as infer
+    import cropcore.inference.predict as infer
 
     real, sizes = infer.Runner._forward, []
 
@@ -320,7 +320,7 @@ def test_disk_full(demo_result, full_disk, capsys):
 def test_disk_full_injected(demo_result, tmp_path, monkeypatch):
     """For machines where a tiny filesystem cannot be mounted: the second file fails with ENOSPC (injected),
     and the first one, already written, is removed too."""
-    import cropcore.export as export
+    import cropcore.products.export as export
 
     real, calls = export.cog_translate, []
 
@@ -362,7 +362,7 @@ def test_file_name_with_path_traversal_is_refused(demo_result, tmp_path, name):
 
 def test_interrupted_export_leaves_no_file(demo_result, stac_api, tmp_path, monkeypatch, capsys):
     """Ctrl-C cannot be timed reliably: a KeyboardInterrupt is injected while the confidence COG is written."""
-    import cropcore.export as export
+    import cropcore.products.export as export
 
     real, calls = export.cog_translate, []
 
@@ -381,7 +381,7 @@ def test_interrupted_export_leaves_no_file(demo_result, stac_api, tmp_path, monk
 def test_interrupted_dashboard_run_keeps_the_cache_consistent(stac_api, monkeypatch):
     """A run that dies half way (an unexpected error injected into inference) shows one message, stores
     nothing, and the next run of the same parameters works and is cached."""
-    import cropcore.infer as infer
+    import cropcore.inference.predict as infer
 
     runs._store().clear()
     real = infer.predict_map

@@ -11,11 +11,11 @@ from test_ui_pages import CROP_MAP, page, run_button
 from test_ui_search import FakeMap, button, messages, search_page
 
 from cropcore.aoi import normalize_aoi
-from cropcore.catalog import search_items
 from cropcore.cli import main
 from cropcore.dates import normalize_daterange
 from cropcore.errors import InvalidAOIError, InvalidDateRangeError, NoItemsFoundError
 from cropcore.pipeline import RunParams, run
+from cropcore.stac.catalog import search_items
 
 DEMO = (5.322, 50.630, 5.330, 50.636)
 KENYA = (36.80, -1.30, 36.81, -1.29)  # outside the embedded catalog's coverage

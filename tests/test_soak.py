@@ -12,8 +12,8 @@ import numpy as np
 import psutil
 import pytest
 
-from cropcore.catalog import search_items
 from cropcore.pipeline import RunParams, run
+from cropcore.stac.catalog import search_items
 
 DEMO = (5.3189, 50.6286, 5.3334, 50.6378)
 SEARCHES, RUNS = 50, 5

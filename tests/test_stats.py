@@ -6,7 +6,7 @@ import rioxarray  # noqa: F401
 import xarray as xr
 
 from cropcore.errors import ConfigError
-from cropcore.stats import class_areas
+from cropcore.products.stats import class_areas
 
 
 def grid(values, crs, x0, y0, res):

@@ -6,7 +6,7 @@ import pytest
 import xarray as xr
 
 from cropcore.errors import ConfigError
-from cropcore.stats import phenology
+from cropcore.products.stats import phenology
 
 TIMES = pd.date_range("2020-11-01", periods=4, freq="MS")
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cropcore.errors import ConfigError
-from cropcore.tiling import Blender, blend_weights, strip_extents, tile_origins
+from cropcore.inference.tiling import Blender, blend_weights, strip_extents, tile_origins
 
 
 @st.composite

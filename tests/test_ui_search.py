@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cropcore import settings
-from cropcore.catalog import search_items
+from cropcore.stac.catalog import search_items
 from cropcore.ui import map as ui_map
 
 APP = settings.PROJECT_ROOT / "app.py"
@@ -130,14 +130,14 @@ def test_map_loads_only_local_assets(stac_api):
 
 
 def test_importing_cropcore_does_not_import_streamlit():
-    code = ("import sys, cropcore, cropcore.catalog, cropcore.aoi, cropcore.stac_local; "
+    code = ("import sys, cropcore, cropcore.stac.catalog, cropcore.aoi, cropcore.stac.server; "
             "sys.exit('streamlit' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(APP).parent).returncode == 0
 
 
 def test_a_stopped_local_catalog_offers_to_start_it(monkeypatch):
-    from cropcore import stac_local
     from cropcore.errors import ServiceError
+    from cropcore.stac import server as stac_server
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -148,7 +148,7 @@ def test_a_stopped_local_catalog_offers_to_start_it(monkeypatch):
         calls.append(True)
         raise ServiceError("PostgreSQL is not installed")
 
-    monkeypatch.setattr(stac_local, "serve", failing_serve)
+    monkeypatch.setattr(stac_server, "serve", failing_serve)
     at = search_page(monkeypatch, FakeMap(DRAWN))
     assert "local catalog is not running" in messages(at.warning)
     assert button(at, "Search scenes").disabled is True
@@ -193,7 +193,7 @@ def test_an_oversized_upload_is_refused(monkeypatch):
 
 
 def test_quicklooks_become_data_urls(stac_api, tmp_path):
-    from cropcore.catalog import search_items
+    from cropcore.stac.catalog import search_items
     from cropcore.ui.search import quicklook_url
 
     href = search_items((5.322, 50.630, 5.330, 50.636), "2021-06-01/2021-06-30", catalog=stac_api).table["quicklook"][0]

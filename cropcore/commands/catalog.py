@@ -22,21 +22,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Carry out one catalog action."""
-    from cropcore import stac_local
-    from cropcore.stac_build import build_catalog
+    from cropcore.stac import server as stac_server
+    from cropcore.stac.build import build_catalog
 
     if args.action == "build":
         t0 = time.perf_counter()
-        stac_dir = build_catalog(stac_local.layout().catalog, force=args.force)
+        stac_dir = build_catalog(stac_server.layout().catalog, force=args.force)
         print(f"catalog ready in {stac_dir} ({time.perf_counter() - t0:.1f} s)")
     elif args.action == "serve":
         t0 = time.perf_counter()
-        url = stac_local.serve(force_build=args.force_build)
+        url = stac_server.serve(force_build=args.force_build)
         print(f"STAC API ready at {url} ({time.perf_counter() - t0:.1f} s); stop it with "
               "`python -m cropcore catalog stop`")
     elif args.action == "stop":
-        stopped = stac_local.stop()
+        stopped = stac_server.stop()
         print("stopped: " + ", ".join(stopped) if stopped else "nothing was running")
     else:
-        print(json.dumps(stac_local.status(), indent=2))
+        print(json.dumps(stac_server.status(), indent=2))
     return 0

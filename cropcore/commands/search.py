@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     """Search and print a table (or GeoJSON)."""
     import json
 
-    from cropcore.catalog import search_items
+    from cropcore.stac.catalog import search_items
 
     result = search_items(read_aoi(args), (args.start, args.end), collections=args.collections,
                           max_cloud=args.max_cloud, limit=args.limit, catalog=args.catalog,

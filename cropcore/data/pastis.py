@@ -8,7 +8,7 @@ Layout of ``root``::
 
 Items are ``(x (T, C, H, W) float32 normalised, mask (T,) bool, y (H, W) int64)``; the void label (19 in
 PASTIS) becomes ``ignore_index``. :func:`collate_patches` pads a batch to its longest series and returns
-``(x (B, T, C, H, W), mask (B, T), y (B, H, W))``, the batch format of :class:`cropcore.train.CropModule`.
+``(x (B, T, C, H, W), mask (B, T), y (B, H, W))``, the batch format of :class:`cropcore.training.run.CropModule`.
 :class:`PastisDataModule` serves one cross-validation fold to ``python -m cropcore train`` (``data.kind:
 pastis``).
 """

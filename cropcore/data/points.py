@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cropcore.preprocess import fill_gaps_np
+from cropcore.cube.preprocess import fill_gaps_np
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from cropcore import plots
-from cropcore.infer import NODATA
+from cropcore.inference.predict import NODATA
 from cropcore.pipeline import RunResult
-from cropcore.stats import phenology
+from cropcore.products import plots
+from cropcore.products.stats import phenology
 from cropcore.ui import state
 from cropcore.ui.cropmap import areas, result_map
 from cropcore.ui.map import show_view_map

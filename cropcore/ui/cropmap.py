@@ -11,9 +11,9 @@ import streamlit as st
 from shapely.geometry import mapping
 
 from cropcore.aoi import normalize_aoi
-from cropcore.infer import NODATA
+from cropcore.inference.predict import NODATA
 from cropcore.pipeline import RunResult
-from cropcore.stats import class_areas
+from cropcore.products.stats import class_areas
 from cropcore.ui import state
 from cropcore.ui.map import aoi_layer, base_map, fit_zoom, show_view_map
 from cropcore.ui.overlay import (

@@ -9,9 +9,9 @@ import streamlit as st
 from shapely.geometry import mapping
 
 from cropcore.aoi import normalize_aoi
-from cropcore.export import write_cog
-from cropcore.infer import NODATA
+from cropcore.inference.predict import NODATA
 from cropcore.pipeline import RunResult
+from cropcore.products.export import write_cog
 from cropcore.ui.cropmap import areas
 from cropcore.ui.runs import BY_RUN
 

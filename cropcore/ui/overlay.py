@@ -111,6 +111,6 @@ def xy_at(da: xr.DataArray, lat: float, lon: float) -> tuple[float, float] | Non
 
 def pixel_ndvi(reflectance: xr.DataArray, x: float, y: float) -> np.ndarray:
     """The NDVI time series of the pixel at (x, y) (coordinates of the cube's grid, e.g. from :func:`xy_at`)."""
-    from cropcore.preprocess import normalized_difference
+    from cropcore.cube.preprocess import normalized_difference
 
     return np.asarray(normalized_difference(reflectance.sel(x=[x], y=[y]), "B08", "B04").values).reshape(-1)

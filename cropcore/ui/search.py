@@ -13,8 +13,8 @@ from shapely.geometry import box, mapping
 from shapely.geometry.base import BaseGeometry
 
 from cropcore.aoi import MAX_GEOJSON_BYTES, geodesic_area_km2, normalize_aoi
-from cropcore.catalog import SearchResult, search_items
 from cropcore.errors import CropcoreError
+from cropcore.stac.catalog import SearchResult, search_items
 from cropcore.ui import state
 from cropcore.ui.map import DEMO_BBOX, aoi_layer, base_map, footprints_layer, show_map
 from cropcore.ui.seasons import CUSTOM, SEASONS, season_range

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cropcore import stac_local
-from cropcore.catalog import CATALOG_NAMES, resolve_catalog
 from cropcore.errors import CropcoreError
+from cropcore.stac import server as stac_server
+from cropcore.stac.catalog import CATALOG_NAMES, resolve_catalog
 from cropcore.ui import state
 
 CUSTOM_URL = "custom URL"
@@ -17,13 +17,13 @@ _LABELS = {"local": "local (embedded catalog)", "earth-search": "Earth Search (E
 @st.cache_data(ttl=20, show_spinner=False)
 def catalog_healthy(url: str) -> bool:
     """Whether the STAC API at ``url`` answers its landing page within 1.5 s (cached for 20 s)."""
-    return stac_local.healthy(url, timeout=1.5)
+    return stac_server.healthy(url, timeout=1.5)
 
 
 def _start_local() -> None:
     with st.spinner("Starting the embedded catalog (PostgreSQL + STAC API)..."):
         try:
-            stac_local.serve()
+            stac_server.serve()
         except CropcoreError as exc:
             st.error(f"Could not start the local catalog: {exc}")
             return
@@ -52,7 +52,7 @@ def catalog_health(catalog: str) -> bool:
 
 def embedded_status() -> None:
     """The embedded catalog's state: built, database running, API answering."""
-    status = stac_local.status()
+    status = stac_server.status()
     cols = st.columns(3)
     cols[0].metric("Catalog built", "yes" if status["built"] else "no")
     cols[1].metric("Database", "running" if status["postgres"] else "stopped")

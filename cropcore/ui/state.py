@@ -6,8 +6,8 @@ from typing import Any
 
 import streamlit as st
 
-from cropcore.catalog import SearchResult
 from cropcore.pipeline import RunResult
+from cropcore.stac.catalog import SearchResult
 
 AOI = "cropcore.aoi"  # GeoJSON FeatureCollection of the area of interest (lon/lat)
 AOI_SOURCE = "cropcore.aoi_source"  # "drawn", "uploaded" or "demo"

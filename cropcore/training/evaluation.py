@@ -18,8 +18,8 @@ from cropcore.data.dl4sits import is_dl4sits, read_dl4sits
 from cropcore.data.points import PointSeries, concat, prepare
 from cropcore.data.worldcereal import read_worldcereal
 from cropcore.errors import CheckpointError, DatasetFormatError
-from cropcore.metrics import classification_report
 from cropcore.models import PIXEL_MODELS, load_checkpoint
+from cropcore.training.metrics import classification_report
 
 
 def read_labelled(path: str | Path) -> PointSeries:

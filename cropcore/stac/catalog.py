@@ -1,6 +1,6 @@
 """Scene search against a STAC API: the only module that talks to one.
 
-``catalog`` is ``"local"`` (the embedded API of :mod:`cropcore.stac_local`), ``"earth-search"``
+``catalog`` is ``"local"`` (the embedded API of :mod:`cropcore.stac.server`), ``"earth-search"``
 (Element84 v1), ``"planetary-computer"`` (hrefs signed with the planetary-computer package) or the URL of
 any STAC API.
 """
@@ -39,7 +39,7 @@ class CatalogSpec:
 
 
 def _local_url() -> str:
-    from cropcore.stac_local import api_url
+    from cropcore.stac.server import api_url
 
     return api_url()
 

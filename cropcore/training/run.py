@@ -33,11 +33,11 @@ from cropcore.data.pastis import PASTIS_BANDS, PASTIS_CLASSES, PastisDataModule,
 from cropcore.data.points import PointDataset, PointSeries, concat, norm_stats, prepare, split_by_sample
 from cropcore.data.worldcereal import read_worldcereal
 from cropcore.errors import ConfigError
-from cropcore.evaluation import predict_series
 from cropcore.legend import CROP_LEGEND
-from cropcore.metrics import classification_report, metric_collection
 from cropcore.models import build_model, save_checkpoint
 from cropcore.settings import PROJECT_ROOT, data_dir, home
+from cropcore.training.evaluation import predict_series
+from cropcore.training.metrics import classification_report, metric_collection
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Pure preprocessing of Sentinel-2 cubes: reflectance, SCL masks, composites, gap filling, indices.
 
 Every function takes and returns xarray/numpy objects and stays lazy on dask-backed input. Cubes have dims
-``(time, band, y, x)`` as made by :func:`cropcore.load.load_cube`; :func:`preprocess` chains the steps
+``(time, band, y, x)`` as made by :func:`cropcore.cube.load.load_cube`; :func:`preprocess` chains the steps
 into the model input: composited, gap-filled reflectance on a regular time axis.
 """
 
@@ -76,7 +76,7 @@ def to_reflectance(
     """Digital numbers -> float32 reflectance: ``(DN - offset) * scale``, no-data -> NaN.
 
     ``offset`` defaults to the cube's ``boa_offset`` coordinate (per time step, from the processing
-    baseline; see :func:`cropcore.load.boa_offset`), else 0. No-data are the values in ``nodata`` and the
+    baseline; see :func:`cropcore.cube.load.boa_offset`), else 0. No-data are the values in ``nodata`` and the
     cube's per-band ``nodata`` coordinate. Reflectance below 0 (dark pixels after the offset) is kept.
     """
     return _reflectance(cube, False, offset=offset, scale=scale, nodata=nodata)

@@ -1,7 +1,7 @@
 """Tiled, mixed-precision inference over a datacube on every visible device.
 
 The only module that moves tensors to devices. :func:`predict_map` cuts the cube into overlapping tiles
-laid in column strips (:mod:`cropcore.tiling`), reads them lazily a batch at a time (on GPUs a background
+laid in column strips (:mod:`cropcore.inference.tiling`), reads them lazily a batch at a time (on GPUs a background
 thread reads ahead while the model runs), normalises them with the model's statistics, runs the model under
 autocast on one worker per device (in-process for a single device, ``torch.multiprocessing`` workers
 otherwise), blends the logits of overlapping tiles with smooth weights and keeps only the outputs: the class
@@ -31,12 +31,12 @@ import torch.nn.functional as F
 import xarray as xr
 from torch import nn
 
-from cropcore.dask_setup import compute
+from cropcore.cube.dask_setup import compute
+from cropcore.cube.preprocess import NormStats
 from cropcore.errors import ConfigError, InferenceError
+from cropcore.inference.sinks import NODATA, ArraySink, MapSink
+from cropcore.inference.tiling import Blender, Tile
 from cropcore.models import TempCNN
-from cropcore.preprocess import NormStats
-from cropcore.sinks import NODATA, ArraySink, MapSink
-from cropcore.tiling import Blender, Tile
 
 __all__ = ["NODATA", "Runner", "WindowReader", "autocast_dtype", "plan_batches", "predict_map", "resolve_devices"]
 
@@ -205,7 +205,7 @@ def plan_batches(tiles: list[Tile], batch_size: int) -> list[list[Tile]]:
 class WindowReader:
     """Model-ready windows of a ``(time, band, y, x)`` cube; each dask chunk is computed once while tiles need it.
 
-    Tiles arrive strip by strip (see :class:`~cropcore.tiling.Blender`), row-major inside a strip. A chunk is
+    Tiles arrive strip by strip (see :class:`~cropcore.inference.tiling.Blender`), row-major inside a strip. A chunk is
     computed when a window first needs it and dropped by :meth:`release` once reading has passed it; of each
     chunk the last ``halo`` columns are kept until the next strip, which starts that far inside it. Memory
     holds about two chunk rows of one strip plus those columns, whatever the AOI's size.
@@ -331,7 +331,7 @@ def predict_map(
     ``xarray.Dataset`` on the cube's grid with ``class`` (uint8; :data:`NODATA` where the cube holds no
     value at all), ``confidence`` (float32, max probability; NaN there) and, with ``probabilities=True``,
     ``probability`` (class, y, x). The map is kept in memory unless ``sink`` (e.g. a
-    :class:`~cropcore.sinks.GeoTiffSink`) takes the finished blocks as they come.
+    :class:`~cropcore.inference.sinks.GeoTiffSink`) takes the finished blocks as they come.
 
     Tiles are read in column strips ``strip`` pixels wide (``None``: the whole width), top to bottom inside
     each strip; with a dask cube chunked ``strip`` pixels wide in x (see :func:`cropcore.pipeline.cube_chunks`),

@@ -18,7 +18,7 @@ def _rgba(colour: str, alpha: float) -> str:
 
 
 def area_bar(areas: pd.DataFrame, colors: Mapping[int, str]) -> go.Figure:
-    """Horizontal bars of hectares per class (from :func:`cropcore.stats.class_areas`), labelled with %."""
+    """Horizontal bars of hectares per class (from :func:`cropcore.products.stats.class_areas`), labelled with %."""
     rows = areas.sort_values("hectares")
     fig = go.Figure(go.Bar(
         x=rows["hectares"], y=rows["class"], orientation="h",
@@ -33,7 +33,7 @@ def area_bar(areas: pd.DataFrame, colors: Mapping[int, str]) -> go.Figure:
 
 
 def phenology_figure(pheno: pd.DataFrame, colors: Mapping[int, str]) -> go.Figure:
-    """NDVI median per class over time with its inter-quartile band (from :func:`cropcore.stats.phenology`)."""
+    """NDVI median per class over time with its inter-quartile band (from :func:`cropcore.products.stats.phenology`)."""
     fig = go.Figure()
     for class_id, rows in pheno.groupby("class_id", sort=True):
         colour = colors.get(int(class_id), "#888888")

@@ -1,4 +1,4 @@
-"""Where :func:`cropcore.infer.predict_map` puts finished blocks of the map.
+"""Where :func:`cropcore.inference.predict.predict_map` puts finished blocks of the map.
 
 * :class:`ArraySink` keeps the class map, the confidence (and optionally every class probability) in memory;
 * :class:`GeoTiffSink` writes them window by window into tiled GeoTIFFs on disk, so a map of any size needs

@@ -1,6 +1,6 @@
 """The embedded STAC API: stac-fastapi-pgstac over a project-local PostgreSQL + PostGIS on loopback.
 
-``serve()`` builds the catalog if needed (:mod:`cropcore.stac_build`), initialises a database cluster
+``serve()`` builds the catalog if needed (:mod:`cropcore.stac.build`), initialises a database cluster
 under ``CROPCORE_HOME/pg``, starts PostgreSQL on 127.0.0.1 and a unix socket in ``CROPCORE_HOME/run``,
 migrates pgstac and upserts the collections and items with pypgstac (idempotent), then starts uvicorn
 from the STAC virtual environment (``.venv-stac``, whose pins clash with streamlit's). ``stop()`` ends only
@@ -23,7 +23,7 @@ import requests
 
 from cropcore import settings
 from cropcore.errors import ServiceError
-from cropcore.stac_build import build_catalog
+from cropcore.stac.build import build_catalog
 
 PG_DATABASE = "cropcore_stac"
 PG_USER = "cropcore"
