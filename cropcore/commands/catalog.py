@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     build = actions.add_parser("build", help="build COGs and STAC items from the sample data")
     build.add_argument("--force", action="store_true", help="rebuild even if already built")
-    serve = actions.add_parser("serve", help="start PostgreSQL + stac-fastapi-pgstac on 127.0.0.1")
+    serve = actions.add_parser("serve", help="start PostgreSQL (Unix socket only) + stac-fastapi-pgstac on 127.0.0.1")
     serve.add_argument("--force-build", action="store_true", help="rebuild the catalog first")
     actions.add_parser("stop", help="stop the processes that `serve` started")
     actions.add_parser("status", help="print the catalog state as JSON")

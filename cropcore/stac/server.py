@@ -1,10 +1,23 @@
-"""The embedded STAC API: stac-fastapi-pgstac over a project-local PostgreSQL + PostGIS on loopback.
+"""The embedded STAC API: stac-fastapi-pgstac over a project-local PostgreSQL + PostGIS.
 
 ``serve()`` builds the catalog if needed (:mod:`cropcore.stac.build`), initialises a database cluster
-under ``CROPCORE_HOME/pg``, starts PostgreSQL on 127.0.0.1 and a unix socket in ``CROPCORE_HOME/run``,
-migrates pgstac and upserts the collections and items with pypgstac (idempotent), then starts uvicorn
-from the STAC virtual environment (``.venv-stac``, whose pins clash with streamlit's). ``stop()`` ends only
-the processes recorded in its own pid files.
+under ``CROPCORE_HOME/pg``, starts PostgreSQL, migrates pgstac and upserts the collections and items with
+pypgstac (idempotent), then starts uvicorn from the STAC virtual environment (``.venv-stac``, whose pins
+clash with streamlit's) on 127.0.0.1. ``stop()`` ends only the processes recorded in its own pid files.
+
+No other local user can reach the database:
+
+- PostgreSQL listens on no TCP address (``listen_addresses = ''``), only on a Unix socket in
+  ``CROPCORE_HOME/pg/socket``. ``CROPCORE_HOME/pg`` (cluster, socket, password) is mode 0700 and belongs
+  to the database owner: the user running cropcore, or ``postgres`` when cropcore runs as root
+  (PostgreSQL refuses to run as root). cropcore, pypgstac and the API server run as that user or as
+  root, so they can enter it; nobody else can.
+- ``pg_hba.conf`` is the single line ``local all cropcore scram-sha-256``, so the socket asks for a
+  password too: generated at ``initdb`` into ``CROPCORE_HOME/pg/password`` (0600). It reaches psql,
+  pypgstac and the API in ``PGPASSWORD`` only, never on a command line (every user can read those).
+  A password rather than ``peer``: the OS user (root, or any name) differs from the database role.
+- A cluster made by an older cropcore (``trust``, TCP on loopback) is deleted and initialised afresh on
+  the next ``serve``, together with an API connected to it; the catalog is loaded again from its files.
 """
 
 from __future__ import annotations
@@ -12,12 +25,15 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import secrets
+import shlex
 import shutil
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import requests
 
@@ -27,6 +43,7 @@ from cropcore.stac.build import build_catalog
 
 PG_DATABASE = "cropcore_stac"
 PG_USER = "cropcore"
+PG_HBA = f"local all {PG_USER} scram-sha-256\n"
 
 
 @dataclass(frozen=True)
@@ -40,8 +57,21 @@ class Layout:
         return self.home / "catalog"
 
     @property
+    def pg(self) -> Path:
+        """The database owner's private folder (0700): cluster, socket and password."""
+        return self.home / "pg"
+
+    @property
     def pgdata(self) -> Path:
-        return self.home / "pg" / "data"
+        return self.pg / "data"
+
+    @property
+    def pg_socket(self) -> Path:
+        return self.pg / "socket"
+
+    @property
+    def pg_password(self) -> Path:
+        return self.pg / "password"
 
     @property
     def run(self) -> Path:
@@ -71,7 +101,7 @@ def api_url() -> str:
 
 
 def pg_port() -> int:
-    """Port of the embedded PostgreSQL (``CROPCORE_PG_PORT``, default: STAC port + 1000)."""
+    """Port number of the embedded PostgreSQL's socket (``CROPCORE_PG_PORT``, default: STAC port + 1000)."""
     return int(os.environ.get("CROPCORE_PG_PORT", settings.stac_port() + 1000))
 
 
@@ -97,7 +127,7 @@ def _as_db_owner(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd]
 
 
-def _run(cmd: list[str], *, env: dict | None = None, what: str) -> str:
+def _run(cmd: list[str], *, env: dict[str, str] | None = None, what: str) -> str:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     if proc.returncode != 0:
         raise ServiceError(f"{what} failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-800:]}")
@@ -111,12 +141,13 @@ def _chown_for_db(path: Path) -> None:
             os.chown(p, pw.pw_uid, pw.pw_gid)
 
 
-def _pg_env() -> dict[str, str]:
+def pg_env() -> dict[str, str]:
+    """Environment for libpq clients (psql, pypgstac) of the embedded database, password included."""
     lay = layout()
     return {
         **os.environ,
-        "PGHOST": str(lay.run), "PGPORT": str(pg_port()), "PGUSER": PG_USER,
-        "PGPASSWORD": PG_USER, "PGDATABASE": PG_DATABASE,
+        "PGHOST": str(lay.pg_socket), "PGPORT": str(pg_port()), "PGUSER": PG_USER,
+        "PGPASSWORD": lay.pg_password.read_text().strip(), "PGDATABASE": PG_DATABASE,
     }
 
 
@@ -128,23 +159,55 @@ def _pg_running(lay: Layout) -> bool:
     return proc.returncode == 0
 
 
+def _stop_postgres(lay: Layout) -> bool:
+    """Stop the cluster if it runs; True if it did."""
+    if not _pg_running(lay):
+        return False
+    _run(_as_db_owner([_pg_bin("pg_ctl"), "stop", "-m", "fast", "-D", str(lay.pgdata)]), what="stopping PostgreSQL")
+    return True
+
+
+def _cluster_is_current(lay: Layout) -> bool:
+    """True when the cluster exists with this module's access rules (password over the socket only)."""
+    try:
+        return lay.pg_password.is_file() and (lay.pgdata / "pg_hba.conf").read_text() == PG_HBA
+    except OSError:
+        return False
+
+
+def _init_cluster(lay: Layout) -> None:
+    """Create the cluster afresh (replacing any older one): generated password, Unix socket only."""
+    _stop_postgres(lay)
+    if lay.pg.exists():
+        shutil.rmtree(lay.pg)
+    lay.pg_socket.mkdir(parents=True)
+    fd = os.open(lay.pg_password, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(32))
+    for folder in (lay.pg, lay.pg_socket):
+        os.chmod(folder, 0o700)
+    _chown_for_db(lay.pg)
+    _run(_as_db_owner([_pg_bin("initdb"), "-D", str(lay.pgdata), "-U", PG_USER, "--pwfile", str(lay.pg_password),
+                       "--auth=scram-sha-256", "-E", "UTF8", "--locale=C"]), what="initdb")
+    (lay.pgdata / "pg_hba.conf").write_text(PG_HBA)
+    with open(lay.pgdata / "postgresql.conf", "a") as conf:
+        conf.write("listen_addresses = ''  # cropcore: Unix socket only\n")
+
+
 def start_postgres() -> None:
-    """Initialise (once) and start the project-local PostgreSQL cluster."""
+    """Initialise (once, or again if made by an older cropcore) and start the project-local cluster."""
     lay = layout()
     lay.run.mkdir(parents=True, exist_ok=True)
-    os.chmod(lay.run, 0o777)
-    if not (lay.pgdata / "PG_VERSION").exists():
-        lay.pgdata.mkdir(parents=True, exist_ok=True)
-        _chown_for_db(lay.pgdata.parent)
-        _run(_as_db_owner([_pg_bin("initdb"), "-D", str(lay.pgdata), "-U", PG_USER, "--auth=trust",
-                           "-E", "UTF8", "--locale=C"]), what="initdb")
+    os.chmod(lay.run, 0o755)
+    if not _cluster_is_current(lay):
+        _init_cluster(lay)
     if not _pg_running(lay):
-        opts = f"-h 127.0.0.1 -p {pg_port()} -k {lay.run}"
         lay.pg_log.touch()
         _chown_for_db(lay.pg_log)
+        opts = f"-p {pg_port()} -k {shlex.quote(str(lay.pg_socket))}"
         _run(_as_db_owner([_pg_bin("pg_ctl"), "start", "-w", "-t", "30", "-D", str(lay.pgdata),
                            "-l", str(lay.pg_log), "-o", opts]), what="starting PostgreSQL")
-    env = _pg_env()
+    env = pg_env()
     exists = _run([_pg_bin("psql"), "-d", "postgres", "-tAc",
                    f"SELECT 1 FROM pg_database WHERE datname='{PG_DATABASE}'"], env=env, what="psql")
     if not exists.strip():
@@ -158,11 +221,10 @@ def load_catalog(force_build: bool = False) -> Path:
     pypgstac = str(stac_venv() / "bin" / "pypgstac")
     if not Path(pypgstac).exists():
         raise ServiceError(f"{pypgstac} not found: run `make setup` to create the STAC environment")
-    env = _pg_env()
-    dsn = f"postgresql://{PG_USER}@/{PG_DATABASE}?host={lay.run}&port={pg_port()}"
-    _run([pypgstac, "migrate", "--dsn", dsn], env=env, what="pypgstac migrate")
+    env = pg_env()  # pypgstac connects with libpq's PG* variables: no --dsn, so no password in argv
+    _run([pypgstac, "migrate"], env=env, what="pypgstac migrate")
     for kind in ("collections", "items"):
-        _run([pypgstac, "load", kind, str(stac_dir / f"{kind}.ndjson"), "--dsn", dsn, "--method", "upsert"],
+        _run([pypgstac, "load", kind, str(stac_dir / f"{kind}.ndjson"), "--method", "upsert"],
              env=env, what=f"pypgstac load {kind}")
     return stac_dir
 
@@ -194,6 +256,8 @@ def serve(*, force_build: bool = False, wait: float = 30.0) -> str:
     """Start (or reuse) the embedded STAC API and return its URL."""
     lay = layout()
     url = api_url()
+    if not _cluster_is_current(lay):
+        stop()  # an API connected to an older cluster restarts with the new one
     ours = _api_pid(lay) is not None
     if not ours and healthy(url):
         raise ServiceError(f"port {settings.stac_port()} already serves something else: "
@@ -202,7 +266,8 @@ def serve(*, force_build: bool = False, wait: float = 30.0) -> str:
     load_catalog(force_build=force_build)  # idempotent: keeps a running API's data current
     if ours and healthy(url):
         return url
-    env = {**_pg_env(), "PGHOST": "127.0.0.1", "ENABLE_TRANSACTIONS_EXTENSIONS": "false",
+    # stac-fastapi-pgstac puts PGHOST into a postgresql:// URI: a socket folder goes there percent-encoded
+    env = {**pg_env(), "PGHOST": quote(str(lay.pg_socket), safe=""), "ENABLE_TRANSACTIONS_EXTENSIONS": "false",
            "STAC_FASTAPI_TITLE": "cropcore embedded catalog", "STAC_FASTAPI_LANDING_ID": "cropcore",
            "STAC_FASTAPI_DESCRIPTION": "Real Sentinel-2 sample scenes served on loopback",
            "STAC_FASTAPI_VERSION": "1.0.0"}
@@ -237,9 +302,7 @@ def stop() -> list[str]:
             os.killpg(pid, signal.SIGKILL)
         stopped.append(f"STAC API (pid {pid})")
     lay.api_pid.unlink(missing_ok=True)
-    if _pg_running(lay):
-        _run(_as_db_owner([_pg_bin("pg_ctl"), "stop", "-m", "fast", "-D", str(lay.pgdata)]),
-             what="stopping PostgreSQL")
+    if _stop_postgres(lay):
         stopped.append("PostgreSQL")
     return stopped
 
