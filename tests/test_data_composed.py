@@ -11,7 +11,7 @@ from cropcore.data.points import fill_gaps, norm_stats
 from cropcore.data.worldcereal import read_worldcereal
 from cropcore.errors import ShapeError
 from cropcore.settings import data_dir
-from cropcore.training.run import ComposedDataModule
+from cropcore.training import ComposedDataModule
 
 WC = "worldcereal/2023_FRA_LPIS_POLY_110_dekad.geoparquet"
 

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from cropcore.data.pastis import PastisDataset, collate_patches, fold_split, read_metadata
 from cropcore.errors import DatasetFormatError
 from cropcore.models import build_model, load_checkpoint
-from cropcore.training.run import TrainConfig, run
+from cropcore.training import TrainConfig, run
 
 N_DATES = {10000: 5, 10001: 7, 10002: 3, 10003: 6, 10004: 4}  # patch id -> T (PASTIS: 38-61)
 
@@ -95,5 +95,5 @@ def test_train_one_epoch_on_a_pastis_fold_and_reload_the_checkpoint(pastis, tmp_
     assert results["sizes"] == {"train": 3, "val": 1, "test": 1}
     assert results["network_patches"]["n"] == int((np.load(pastis / "ANNOTATIONS/TARGET_10001.npy")[0] != 19).sum())
     model, meta = load_checkpoint(out)
-    assert model.num_classes == len(meta["legend"]) == 19 and meta["bands"][7] == "B8A" and meta["test_fold"] == 2
-    assert max(meta["norm"]["mean"]) < 1  # reflectance, like the other checkpoints
+    assert model.num_classes == meta.num_classes == 19 and meta.bands[7] == "B8A" and meta.test_fold == 2
+    assert max(meta.norm.mean) < 1  # reflectance, like the other checkpoints

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cropcore.errors import CheckpointError, ShapeError
-from cropcore.models import build_model, list_models, load_checkpoint, predict_cube, save_checkpoint
+from cropcore.models import ModelMeta, build_model, list_models, load_checkpoint, predict_cube, save_checkpoint
 
 SMALL = {"in_channels": 4, "num_classes": 3, "widths": (4, 8, 8, 16)}
 
@@ -101,14 +101,14 @@ def test_predict_cube_applies_the_pixel_model_everywhere():
 
 
 def _meta(bands=3, k=2):
-    return {
+    return ModelMeta.from_dict({
         "model": "tempcnn",
         "model_kwargs": {"in_channels": bands, "num_classes": k, "seq_len": 4},
         "bands": [f"B{i}" for i in range(bands)],
         "time_axis": {"kind": "dates", "steps": ["a", "b", "c", "d"]},
         "norm": {"mean": [0.0] * bands, "std": [1.0] * bands},
         "legend": [{"id": i, "name": f"c{i}", "color": "#000000"} for i in range(k)],
-    }
+    }, kind="pixel")
 
 
 def test_checkpoint_round_trip_and_validation(tmp_path):
@@ -117,7 +117,7 @@ def test_checkpoint_round_trip_and_validation(tmp_path):
     loaded, meta = load_checkpoint(path, bands=["B0", "B1", "B2"])
     x = torch.randn(2, 4, 3)
     torch.testing.assert_close(loaded(x), model(x))
-    assert meta["legend"][1]["name"] == "c1"
+    assert meta.legend[1].name == "c1"
     with pytest.raises(CheckpointError, match="expects bands"):
         load_checkpoint(path, bands=["B0", "B1"])
     with pytest.raises(CheckpointError, match="one of"):
@@ -137,6 +137,6 @@ def test_pickled_objects_are_refused(tmp_path):
 
 def test_shipped_default_checkpoint_loads():
     model, meta = load_checkpoint("tempcnn_worldcereal")
-    assert meta["bands"] == ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12"]
-    assert len(meta["time_axis"]["steps"]) == 12
-    assert model(torch.zeros(1, 12, 9), torch.ones(1, 12, dtype=torch.bool)).shape == (1, len(meta["legend"]))
+    assert meta.bands == ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12")
+    assert len(meta.time_axis.steps) == 12
+    assert model(torch.zeros(1, 12, 9), torch.ones(1, 12, dtype=torch.bool)).shape == (1, meta.num_classes)

@@ -12,7 +12,8 @@ from pytorch_lightning.strategies import DDPStrategy
 
 from cropcore.cli import main
 from cropcore.settings import data_dir
-from cropcore.training.run import CropModule, PointDataModule, TrainConfig, augment, lr_lambda, mixup, run
+from cropcore.training import CropModule, PointDataModule, TrainConfig, run
+from cropcore.training.module import augment, lr_lambda, mixup
 
 WC = "worldcereal/2023_FRA_LPIS_POLY_110_dekad.geoparquet"
 KW = {"in_channels": 9, "num_classes": 6, "seq_len": 12, "hidden": 8, "fc": 16}

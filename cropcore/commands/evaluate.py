@@ -26,8 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     """Evaluate, print and save the report."""
     from cropcore.settings import home
-    from cropcore.training.evaluation import evaluate_file
-    from cropcore.training.metrics import format_report
+    from cropcore.training import evaluate_file, format_report
 
     report = evaluate_file(args.checkpoint, args.data, split=args.split)
     out = args.out or home() / "eval" / f"{Path(args.data[0]).stem}_{Path(str(args.checkpoint)).stem}.json"

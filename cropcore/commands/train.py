@@ -16,8 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run training and print the held-out comparison."""
-    from cropcore.training.metrics import format_report
-    from cropcore.training.run import load_config, run
+    from cropcore.training import format_report, load_config, run
 
     results = run(load_config(args.config), resume=args.resume, devices=args.devices)
     titles = {"network": "network (held-out real points)", "random_forest": "random_forest (held-out real points)",

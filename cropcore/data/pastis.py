@@ -8,9 +8,9 @@ Layout of ``root``::
 
 Items are ``(x (T, C, H, W) float32 normalised, mask (T,) bool, y (H, W) int64)``; the void label (19 in
 PASTIS) becomes ``ignore_index``. :func:`collate_patches` pads a batch to its longest series and returns
-``(x (B, T, C, H, W), mask (B, T), y (B, H, W))``, the batch format of :class:`cropcore.training.run.CropModule`.
-:class:`PastisDataModule` serves one cross-validation fold to ``python -m cropcore train`` (``data.kind:
-pastis``).
+``(x (B, T, C, H, W), mask (B, T), y (B, H, W))``, the batch format of
+:class:`cropcore.training.module.CropModule`. :class:`cropcore.training.datamodules.PastisDataModule` serves
+one cross-validation fold to ``python -m cropcore train`` (``data.kind: pastis``).
 """
 
 from __future__ import annotations
@@ -21,13 +21,11 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from cropcore.errors import DatasetFormatError
-from cropcore.settings import data_dir
 
 PASTIS_VOID = 19
 PASTIS_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
@@ -127,6 +125,10 @@ class PastisDataset(Dataset):
         flat = np.concatenate([d.transpose(1, 0, 2, 3).reshape(d.shape[1], -1) for d in data], axis=1)
         return flat.mean(1).tolist(), (flat.std(1) + 1e-6).tolist()
 
+    def labels(self, index: int) -> np.ndarray:
+        """Stored semantic classes (H, W) of patch ``index``, void label included."""
+        return self._load("target", self.patches[index]["id"])[0]
+
     def dates(self, index: int) -> Tensor:
         """Acquisition dates of patch ``index`` as days since 2018-09-01 (PASTIS' reference date)."""
         return torch.tensor([(d - PASTIS_REFERENCE_DATE).days for d in self.patches[index]["dates"]])
@@ -157,43 +159,3 @@ def collate_patches(batch: Sequence[Item]) -> Item:
         xs.append(torch.cat([x, x.new_zeros(pad, *x.shape[1:])]) if pad else x)
         masks.append(torch.cat([mask, mask.new_zeros(pad)]) if pad else mask)
     return torch.stack(xs), torch.stack(masks), torch.stack([y for _, _, y in batch])
-
-
-class PastisDataModule(pl.LightningDataModule):
-    """One PASTIS cross-validation fold (:func:`fold_split`); val/test use the train folds' statistics.
-
-    ``root`` is absolute or relative to the sample-data directory.
-    """
-
-    def __init__(self, root: str, *, test_fold: int = 1, batch_size: int = 4, num_workers: int = 0,
-                 void_label: int = PASTIS_VOID) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        path = Path(root) if Path(root).is_absolute() else data_dir() / root
-        train, val, test = fold_split(test_fold)
-        self.train_set = PastisDataset(path, folds=train, void_label=void_label)
-        stats = {"mean": self.train_set.mean, "std": self.train_set.std, "void_label": void_label}
-        self.val_set = PastisDataset(path, folds=val, **stats)
-        self.test_set = PastisDataset(path, folds=test, **stats)
-
-    def _loader(self, dataset: PastisDataset, shuffle: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.hparams.batch_size, shuffle=shuffle, drop_last=shuffle,
-                          num_workers=self.hparams.num_workers, collate_fn=collate_patches)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, False)
-
-    def class_weights(self, num_classes: int) -> list[float]:
-        """Inverse pixel-frequency weights of the train folds (clipped to [0.2, 5])."""
-        counts = np.zeros(num_classes)
-        for patch in self.train_set.patches:
-            y = self.train_set._load("target", patch["id"])[0].ravel()
-            counts += np.bincount(y[(y != self.hparams.void_label) & (y < num_classes)], minlength=num_classes)
-        weights = counts.sum() / (num_classes * np.maximum(counts, 1))
-        return np.clip(weights, 0.2, 5.0).tolist()

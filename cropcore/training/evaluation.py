@@ -18,7 +18,7 @@ from cropcore.data.dl4sits import is_dl4sits, read_dl4sits
 from cropcore.data.points import PointSeries, concat, prepare
 from cropcore.data.worldcereal import read_worldcereal
 from cropcore.errors import CheckpointError, DatasetFormatError
-from cropcore.models import PIXEL_MODELS, load_checkpoint
+from cropcore.models import load_checkpoint
 from cropcore.training.metrics import classification_report
 
 
@@ -37,18 +37,17 @@ def evaluate_file(
     """Metrics of ``checkpoint`` on the files ``data`` together; ``split="test"``: held-out ids only."""
     series = concat([read_labelled(path) for path in data])
     model, meta = load_checkpoint(checkpoint, bands=list(series.bands))
-    names = [c["name"] for c in meta["legend"]]
-    if len(series.time_axis) != len(meta["time_axis"]["steps"]) or list(series.class_names) != names:
+    names = meta.class_names
+    if len(series.time_axis) != len(meta.time_axis.steps) or list(series.class_names) != names:
         raise CheckpointError(f"{checkpoint} was trained for another time axis or legend than {data} provides")
     if split == "test":
-        series = series.subset(np.isin(series.sample_id, meta["test_sample_ids"]))
+        series = series.subset(np.isin(series.sample_id, list(meta.test_sample_ids or ())))
         if len(series) == 0:
             raise DatasetFormatError(f"{data} holds none of the checkpoint's held-out sample ids")
-    x, mask = prepare(series, meta["norm"]["mean"], meta["norm"]["std"])
-    patch_size = None if meta["model"] in PIXEL_MODELS else meta.get("patch_size", 32)
+    x, mask = prepare(series, list(meta.norm.mean), list(meta.norm.std))
+    patch_size = None if meta.is_pixel else meta.patch_size or 32
     probs = predict_series(model, x, mask, patch_size=patch_size)
-    crop = [c["id"] for c in meta["legend"] if c.get("is_crop")] or None
-    report = classification_report(probs, torch.from_numpy(series.y), names, crop_classes=crop)
+    report = classification_report(probs, torch.from_numpy(series.y), names, crop_classes=meta.crop_ids or None)
     report.update({"checkpoint": str(checkpoint), "data": [Path(p).name for p in data], "split": split})
     return report
 
