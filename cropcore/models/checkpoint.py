@@ -1,36 +1,32 @@
 """Small, safe model checkpoints: a plain dict of tensors plus JSON metadata, read with ``weights_only``.
 
 File layout (``torch.save`` of a dict): ``{"format": FORMAT, "state_dict": {name: tensor},
-"meta": "<json>"}``. The metadata holds ``model`` and ``model_kwargs`` (for :func:`build_model`),
-``bands`` (band order), ``time_axis``, ``norm`` (per-band ``mean``/``std`` of reflectance) and
-``legend`` (list of ``{"id", "name", "color"}``), and may carry training details and metrics.
+"meta": "<json>"}``; the JSON is :meth:`ModelMeta.to_dict <cropcore.models.meta.ModelMeta.to_dict>`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from cropcore.errors import CheckpointError
+from cropcore.models.meta import ModelMeta
+from cropcore.models.registry import build_model, model_kind
 
 FORMAT = "cropcore-checkpoint/1"
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-REQUIRED_META = ("model", "model_kwargs", "bands", "time_axis", "norm", "legend")
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
-    """Write ``model``'s weights and JSON-able ``meta`` to ``path`` (fp32 tensors, no pickled objects)."""
-    missing = [k for k in REQUIRED_META if k not in meta]
-    if missing:
-        raise CheckpointError(f"checkpoint metadata lacks {missing}")
+def save_checkpoint(path: str | Path, model: nn.Module, meta: ModelMeta) -> Path:
+    """Write ``model``'s weights and ``meta`` to ``path`` (fp32 tensors, JSON metadata, no pickled objects)."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    payload = {"format": FORMAT, "state_dict": state, "meta": json.dumps(meta)}
+    payload = {"format": FORMAT, "state_dict": state, "meta": json.dumps(meta.to_dict())}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(payload, path)
@@ -54,14 +50,14 @@ def load_checkpoint(
     *,
     bands: list[str] | None = None,
     num_classes: int | None = None,
-) -> tuple[nn.Module, dict[str, Any]]:
+) -> tuple[nn.Module, ModelMeta]:
     """Load a checkpoint safely (``weights_only=True``) and return ``(model in eval mode, meta)``.
+
+    ``meta.sha256`` is the file's checksum.
 
     With ``bands`` (or ``num_classes``), check that the model takes exactly these bands in this order
     (or predicts that many classes) and raise :class:`CheckpointError` otherwise.
     """
-    from cropcore.models import build_model
-
     path = resolve(path_or_name)
     _check_archive(path)
     try:
@@ -78,21 +74,39 @@ def load_checkpoint(
         raise CheckpointError(f"{path} is not a readable torch checkpoint: {exc}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a {FORMAT} file (save it with cropcore.models.save_checkpoint)")
-    meta = json.loads(payload["meta"])
-    missing = [k for k in REQUIRED_META if k not in meta]
-    if missing:
-        raise CheckpointError(f"{path} metadata lacks {missing}")
-    _validate(meta, path)
-    if bands is not None and list(bands) != meta["bands"]:
-        raise CheckpointError(f"{path} expects bands {meta['bands']}, got {list(bands)}")
-    if num_classes is not None and num_classes != len(meta["legend"]):
-        raise CheckpointError(f"{path} predicts {len(meta['legend'])} classes, not {num_classes}")
+    meta = _parse_meta(payload.get("meta"), path).with_sha256(_sha256(path))
+    if bands is not None and list(bands) != list(meta.bands):
+        raise CheckpointError(f"{path} expects bands {list(meta.bands)}, got {list(bands)}")
+    if num_classes is not None and num_classes != meta.num_classes:
+        raise CheckpointError(f"{path} predicts {meta.num_classes} classes, not {num_classes}")
     try:
-        model = build_model(meta["model"], **meta["model_kwargs"])
+        model = build_model(meta.architecture, **meta.model_kwargs)
         model.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: weights do not fit model {meta['model']!r}: {exc}") from None
+        raise CheckpointError(f"{path}: weights do not fit model {meta.architecture!r}: {exc}") from None
     return model.eval(), meta
+
+
+def _parse_meta(raw: object, path: Path) -> ModelMeta:
+    try:
+        data = json.loads(raw) if isinstance(raw, str) else None
+    except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds no readable metadata; re-save it with cropcore.models.save_checkpoint")
+    try:
+        kind = model_kind(str(data.get("model")))
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: {exc.args[0]}") from None
+    return ModelMeta.from_dict(data, kind=kind, where=str(path))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _last_line(exc: BaseException) -> str:
@@ -112,18 +126,3 @@ def _check_archive(path: Path) -> None:
         raise CheckpointError(f"{path} is corrupted: {_last_line(exc)}; re-download or re-save it") from None
     if bad is not None:
         raise CheckpointError(f"{path} is corrupted ({bad} fails its checksum); re-download or re-save it")
-
-
-def _validate(meta: dict[str, Any], path: Path) -> None:
-    kw = meta["model_kwargs"]
-    n_bands = len(meta["bands"])
-    if kw.get("in_channels") != n_bands:
-        raise CheckpointError(f"{path}: model takes {kw.get('in_channels')} bands but meta lists {n_bands}")
-    if kw.get("num_classes") != len(meta["legend"]):
-        n_legend = len(meta["legend"])
-        raise CheckpointError(f"{path}: predicts {kw.get('num_classes')} classes, legend has {n_legend}")
-    if [c["id"] for c in meta["legend"]] != list(range(len(meta["legend"]))):
-        raise CheckpointError(f"{path}: legend ids must be 0..K-1 in order")
-    for key in ("mean", "std"):
-        if len(meta["norm"].get(key, ())) != n_bands:
-            raise CheckpointError(f"{path}: norm[{key!r}] must have one value per band ({n_bands})")
