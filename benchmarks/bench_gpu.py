@@ -87,15 +87,15 @@ def measure(step, device: str, seconds: float, power: bool) -> tuple[int, float,
 
 
 def model_rows(device: str, quick: bool, power: bool) -> list[dict]:
-    from cropcore.inference.predict import Runner, autocast_dtype
+    from cropcore.inference.devices import Runner, autocast_dtype
     from cropcore.models import build_model
 
     model = build_model("agrunet", in_channels=10, num_classes=10).eval().to(device)
-    amp = autocast_dtype(device, True)
+    amp = autocast_dtype(device, True)  # None on a CPU without native bf16: fp32 only
     names = {torch.bfloat16: "bf16", torch.float16: "fp16"}
     rows = []
     for t in (12,) if quick else (12, 40):
-        for precision, dtype in (("fp32", None), (names[amp], amp)):
+        for precision, dtype in (("fp32", None), *([(names[amp], amp)] if amp else [])):
             for batch in (2,) if quick else (8, 32):
                 x_host = np.random.default_rng(0).normal(size=(batch, t, 10, 128, 128)).astype("float32")
                 x = torch.from_numpy(x_host).to(device)
@@ -108,7 +108,7 @@ def model_rows(device: str, quick: bool, power: bool) -> list[dict]:
                     return batch
 
                 images, elapsed, energy = measure(forward, device, 1.0 if quick else 5.0, power)
-                runner = Runner(model, device, precision)
+                runner = Runner(model, device, precision, pixel=False)
                 r_images, r_elapsed, _ = measure(lambda r=runner, h=x_host: len(r.logits(h)), device,
                                                  1.0 if quick else 3.0, False)
                 row = {"T": t, "precision": precision, "batch": batch, "model_img_per_s": images / elapsed,
@@ -127,20 +127,21 @@ def model_rows(device: str, quick: bool, power: bool) -> list[dict]:
 def scaling_rows(devices: list[str], quick: bool) -> list[dict]:
     import xarray as xr
 
+    from cropcore.inference.options import InferenceOptions
     from cropcore.inference.predict import predict_map
     from cropcore.models import build_model
+    from cropcore.models.registry import untrained_meta
 
-    meta = {"bands": [f"b{i}" for i in range(10)], "norm": {"mean": [0.0] * 10, "std": [1.0] * 10},
-            "legend": [{"id": i, "name": str(i), "color": "#000000"} for i in range(10)]}
+    meta = untrained_meta("agrunet", bands=10, classes=10)
     model = build_model("agrunet", in_channels=10, num_classes=10).eval()
     side = 512 if quick else 2048
     cube = xr.DataArray(np.random.default_rng(0).normal(size=(12, 10, side, side)).astype("float32"),
-                        dims=("time", "band", "y", "x"), coords={"band": meta["bands"]})
+                        dims=("time", "band", "y", "x"), coords={"band": list(meta.bands)})
     tiles = (side // 128) ** 2
     rows = []
     for use in sorted({devices[0], ",".join(devices)}, key=len):
         t0 = time.perf_counter()
-        predict_map(cube, model, meta=meta, tile=128, overlap=0, batch_size=8, devices=use, amp=True)
+        predict_map(cube, model, meta=meta, options=InferenceOptions(tile=128, overlap=0, batch_size=8, devices=use))
         elapsed = time.perf_counter() - t0
         rows.append({"devices": use, "tiles": tiles, "seconds": elapsed, "img_per_s": tiles / elapsed})
         print(json.dumps(rows[-1]), flush=True)

@@ -14,8 +14,9 @@ Usage: ``python benchmarks/bench_infer.py [--quick] [--out benchmarks/results/in
 5. End to end: generated Sentinel-2-like COGs (6 dates x 9 bands, seeded, 10 m) for a 10 km x 10 km AOI
    (1x), and 4x and 16x that area, each in a fresh process with its RSS sampled every 5 ms: search (a real
    search of the embedded STAC API), load (odc-stac graph + header checks), preprocess (monthly composite
-   and gap filling, computed while tiles are read), model, write (class + confidence COGs). As in the
-   predict CLI, the cube is chunked with ``pipeline.cube_chunks``, tiles are read in 512 px column strips,
+   and gap filling, computed while tiles are read), model, write (the product: class + confidence COGs, class
+   areas, AOI, manifest). As in the predict CLI (``InferenceOptions`` defaults but bf16 and the tile size of
+   the run), the cube is chunked with ``inference.options.cube_chunks``, tiles are read in 512 px column strips,
    finished blocks go to GeoTIFFs on disk and the COGs are made from those files. Afterwards the same
    batches (random values) go through the model alone: the pure model time that the end-to-end time is
    compared with. At 1x the shipped default model (TempCNN) and the default AgrUNet run too; the area series
@@ -47,9 +48,7 @@ from bench_load import RssSampler, aoi_for, make_cogs
 DATES = ("2020-11-15", "2021-01-15", "2021-03-15", "2021-05-15", "2021-07-15", "2021-09-15")
 BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12")
 BASE_PX = 1000  # 10 km at 10 m
-BATCH = 4  # tiles per batch end to end, as in the predict CLI
 REPEATS = 3  # runs of the full models at 1x
-STRIP = 512  # column strips (and x chunks) end to end, as in the predict CLI
 
 
 def ceiling(dtype: torch.dtype, n: int = 2048, repeats: int = 7) -> float:
@@ -65,7 +64,7 @@ def ceiling(dtype: torch.dtype, n: int = 2048, repeats: int = 7) -> float:
 
 
 def model_rows(quick: bool) -> list[dict]:
-    from cropcore.inference.predict import Runner
+    from cropcore.inference.devices import Runner
     from cropcore.models import build_model
 
     model = build_model("agrunet", in_channels=10, num_classes=10).eval()
@@ -75,7 +74,7 @@ def model_rows(quick: bool) -> list[dict]:
             model(torch.randn(1, t, 10, 128, 128))
         gflop = counter.get_total_flops() / 1e9
         for precision in ("fp32", "bf16"):
-            runner = Runner(model, "cpu", precision)
+            runner = Runner(model, "cpu", precision, pixel=False)
             for batch in (1, 2):
                 x = np.random.default_rng(0).normal(size=(batch, t, 10, 128, 128)).astype("float32")
                 runner.logits(x)  # warm-up
@@ -98,7 +97,7 @@ def option_rows(quick: bool) -> list[dict]:
     """AgrUNet (T=12, bf16, batch 2) eager vs channels-last-3d Conv3d weights vs ``torch.compile``."""
     import copy
 
-    from cropcore.inference.predict import Runner
+    from cropcore.inference.devices import Runner
     from cropcore.models import build_model
 
     eager = build_model("agrunet", in_channels=10, num_classes=10).eval()
@@ -109,7 +108,7 @@ def option_rows(quick: bool) -> list[dict]:
     x = np.random.default_rng(0).normal(size=(2, 12, 10, 128, 128)).astype("float32")
     rows = []
     for name, model in (("eager", eager), ("channels_last_3d", channels_last), ("torch.compile", torch.compile(eager))):
-        runner = Runner(model, "cpu", "bf16")
+        runner = Runner(model, "cpu", "bf16", pixel=False)
         t0 = time.perf_counter()
         runner.logits(x)  # warm-up; compiles for torch.compile
         first = time.perf_counter() - t0
@@ -126,18 +125,20 @@ def option_rows(quick: bool) -> list[dict]:
 def worker_rows() -> list[dict]:
     import xarray as xr
 
+    from cropcore.inference.options import InferenceOptions
     from cropcore.inference.predict import predict_map
     from cropcore.models import build_model
+    from cropcore.models.registry import untrained_meta
 
-    meta = {"bands": [f"b{i}" for i in range(10)], "norm": {"mean": [0.0] * 10, "std": [1.0] * 10},
-            "legend": [{"id": i, "name": str(i), "color": "#000000"} for i in range(10)]}
+    meta = untrained_meta("agrunet", bands=10, classes=10)
     model = build_model("agrunet", in_channels=10, num_classes=10).eval()
     cube = xr.DataArray(np.random.default_rng(0).normal(size=(12, 10, 256, 512)).astype("float32"),
-                        dims=("time", "band", "y", "x"), coords={"band": meta["bands"]})
+                        dims=("time", "band", "y", "x"), coords={"band": list(meta.bands)})
     rows = []
     for devices in ("cpu", "cpu:2"):
         t0 = time.perf_counter()
-        predict_map(cube, model, meta=meta, tile=128, overlap=0, batch_size=1, devices=devices, amp="bf16")
+        options = InferenceOptions(tile=128, overlap=0, batch_size=1, devices=devices, amp="bf16")
+        predict_map(cube, model, meta=meta, options=options)
         dt = time.perf_counter() - t0
         rows.append({"devices": devices, "tiles": 8, "seconds": dt, "patches_per_s": 8 / dt})
         print(f"workers {devices}: {8 / dt:.2f} patches/s (incl. worker start-up)", flush=True)
@@ -148,14 +149,17 @@ def child(spec: dict) -> dict:
     """One end-to-end run in this (fresh) process; returns stage times and peak RSS."""
     import pystac
 
+    from cropcore.aoi import AOI
     from cropcore.cube.load import load_cube
     from cropcore.cube.preprocess import preprocess, time_axis
-    from cropcore.inference.predict import Runner, plan_batches, predict_map
+    from cropcore.inference.devices import Runner
+    from cropcore.inference.options import InferenceOptions, cube_chunks
+    from cropcore.inference.predict import plan_batches, predict_map
     from cropcore.inference.sinks import GeoTiffSink
     from cropcore.inference.tiling import Blender
     from cropcore.models import build_model, load_checkpoint
-    from cropcore.pipeline import cube_chunks
-    from cropcore.products.export import write_cog
+    from cropcore.models.registry import untrained_meta
+    from cropcore.products.product import write_product
     from cropcore.stac.catalog import search_items
 
     sampler = RssSampler()
@@ -167,35 +171,36 @@ def child(spec: dict) -> dict:
     net, meta = load_checkpoint("tempcnn_worldcereal")
     if spec["model"].startswith("agrunet"):  # random weights: speed and memory only
         widths = {"widths": (8, 16, 32)} if spec["model"] == "agrunet-small" else {}
-        net = build_model("agrunet", in_channels=9, num_classes=len(meta["legend"]), **widths).eval()
-    tile, overlap = spec["tile"], spec["overlap"]
+        net = build_model("agrunet", in_channels=9, num_classes=meta.num_classes, **widths).eval()
+        meta = untrained_meta("agrunet", bands=BANDS, classes=meta.num_classes)
+    # as the predict CLI does, but bf16 whatever the machine and with the tile size of the spec
+    options = InferenceOptions(tile=spec["tile"], overlap=spec["overlap"], amp="bf16")
     items = [pystac.Item.from_dict(d) for d in json.loads(Path(spec["items"]).read_text())]
+    aoi = AOI.parse(spec["aoi"])
     t0 = time.perf_counter()
-    cube = load_cube(items, list(BANDS), aoi=spec["aoi"], chunks=cube_chunks(STRIP)).cube
+    cube = load_cube(items, list(BANDS), aoi=aoi, chunks=cube_chunks(options)).cube
     t["load"] = time.perf_counter() - t0
     refl = preprocess(cube, axis=time_axis("2020-11-01", periods=12))
     with tempfile.TemporaryDirectory() as tmp:  # as the predict CLI does: rows to disk, COGs made from there
         sink = GeoTiffSink(Path(tmp) / "work", crs=refl.rio.crs, transform=refl.rio.transform(),
                            height=refl.sizes["y"], width=refl.sizes["x"])
-        pred = predict_map(refl, net, meta=meta, tile=tile, overlap=overlap, strip=STRIP, batch_size=BATCH, amp="bf16",
-                           sink=sink)
+        pred = predict_map(refl, net, meta=meta, options=options, sink=sink)
         inner = pred.attrs["timings"]
         t["preprocess"] = inner["read_wait"]  # composites are computed lazily while tiles are read
         t["model"] = inner["model"]
         t["infer_other"] = inner["total"] - inner["model"] - inner["read_wait"]
         t0 = time.perf_counter()
-        write_cog(pred["class"], Path(tmp) / "map.tif", class_names=[c["name"] for c in meta["legend"]],
-                  colormap={c["id"]: c["color"] for c in meta["legend"]}, nodata=255)
-        write_cog(pred["confidence"], Path(tmp) / "confidence.tif")
+        write_product(pred, meta, Path(tmp), manifest={"benchmark": spec}, aoi=aoi)
         t["write"] = time.perf_counter() - t0
     t["total"] = sum(t.values())
     peak = sampler.stop() / 2**20
     # the pure model time on the same tiles: the same batches (random values) through the model, nothing else
     ny, nx = pred["class"].shape
-    blender = Blender(1, ny, nx, tile=tile, overlap=overlap, strip=STRIP, emit=lambda *a: None)
-    runner = Runner(net, "cpu", "bf16")
+    overlap = 0 if meta.is_pixel else options.overlap  # as predict_map does
+    blender = Blender(1, ny, nx, tile=options.tile, overlap=overlap, strip=options.strip, emit=lambda *a: None)
+    runner = Runner(net, "cpu", "bf16", pixel=meta.is_pixel)
     rng = np.random.default_rng(0)
-    for batch in plan_batches(blender.tiles, BATCH):
+    for batch in plan_batches(blender.tiles, options.batch_size):
         runner.logits(rng.normal(size=(len(batch), 12, len(BANDS), batch[0].height, batch[0].width)).astype("float32"))
     return {"pixels": ny * nx, "tiles": len(blender.tiles), "seconds": t, "model_alone_s": runner.busy,
             "peak_rss_mb": peak, "e2e_over_model_alone": (t["total"] - t["search"]) / runner.busy}

@@ -1,21 +1,65 @@
-"""Normalise a user's area of interest once, at the boundary, into a valid WGS84 shapely geometry."""
+"""The area of interest: parsed once, at each boundary (CLI, dashboard, library entry points), into an :class:`AOI`.
+
+An :class:`AOI` holds a valid, non-empty (Multi)Polygon in lon/lat; the rest of the code takes it as it is.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import shapely
 from pyproj import Geod
-from shapely.geometry import box, shape
+from shapely.geometry import box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
 
 from cropcore.errors import InvalidAOIError
 from cropcore.settings import max_aoi_km2
 
-AOILike = BaseGeometry | Mapping[str, Any] | Sequence[float] | str
+
+@dataclass(frozen=True)
+class AOI:
+    """A validated area of interest; make one with :meth:`parse`."""
+
+    geometry: BaseGeometry
+
+    @classmethod
+    def parse(cls, aoi: AOILike, *, max_area_km2: float | None = None) -> AOI:
+        """``aoi`` as an :class:`AOI`, or :class:`InvalidAOIError` saying what is wrong and how to fix it.
+
+        Accepts an :class:`AOI` (returned as it is unless ``max_area_km2`` asks for a new check), a shapely
+        geometry, a GeoJSON Geometry/Feature/FeatureCollection (dict or JSON text) or a bbox ``(west, south,
+        east, north)``. The area limit defaults to :func:`cropcore.settings.max_aoi_km2`.
+        """
+        if isinstance(aoi, AOI):
+            if max_area_km2 is None:
+                return aoi
+            aoi = aoi.geometry
+        return cls(_validated(aoi, max_area_km2))
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """``(west, south, east, north)`` in degrees."""
+        return self.geometry.bounds
+
+    @property
+    def area_km2(self) -> float:
+        return geodesic_area_km2(self.geometry)
+
+    @property
+    def __geo_interface__(self) -> dict[str, Any]:
+        return mapping(self.geometry)
+
+    def feature_collection(self, name: str = "area of interest") -> dict[str, Any]:
+        """The AOI as a GeoJSON FeatureCollection of one feature."""
+        return {"type": "FeatureCollection",
+                "features": [{"type": "Feature", "properties": {"name": name}, "geometry": mapping(self.geometry)}]}
+
+
+AOILike = AOI | BaseGeometry | Mapping[str, Any] | Sequence[float] | str
 
 _GEOD = Geod(ellps="WGS84")
 #: Largest GeoJSON text accepted (1 MiB: thousands of field vertices; larger files are usually whole regions).
@@ -61,12 +105,8 @@ def geodesic_area_km2(geom: BaseGeometry) -> float:
     return abs(_GEOD.geometry_area_perimeter(geom)[0]) / 1e6
 
 
-def normalize_aoi(aoi: AOILike, *, max_area_km2: float | None = None) -> BaseGeometry:
-    """Return ``aoi`` as a valid, non-empty (Multi)Polygon in lon/lat, or raise :class:`InvalidAOIError`.
-
-    Accepts a shapely geometry, a GeoJSON Geometry/Feature/FeatureCollection (dict or JSON text) or a
-    bbox ``(west, south, east, north)``.
-    """
+def _validated(aoi: AOILike, max_area_km2: float | None) -> BaseGeometry:
+    """``aoi`` as a valid, non-empty (Multi)Polygon in lon/lat within the area limit."""
     if isinstance(aoi, str):
         if len(aoi) > MAX_GEOJSON_BYTES:
             raise InvalidAOIError(f"the AOI GeoJSON is {len(aoi) / 2**20:.1f} MB, more than the limit of "

@@ -1,9 +1,13 @@
-"""Locations and limits, read from the environment with sensible defaults.
+"""Every setting read from the environment, with its default; no other module reads environment variables.
 
-``CROPCORE_DATA_DIR``   real sample data (default: ``../shared/data`` beside the project root)
-``CROPCORE_HOME``       project-local state: built catalog, database, logs (default: ``<root>/.cropcore``)
-``CROPCORE_STAC_PORT``  port of the embedded STAC API (default 8082)
-``CROPCORE_MAX_AOI_KM2`` largest AOI accepted by search (default 2500 km²)
+``CROPCORE_DATA_DIR``        real sample data (default: ``../shared/data`` beside the project root)
+``CROPCORE_HOME``            project-local state: built catalog, database, logs (default: ``<root>/.cropcore``)
+``CROPCORE_STAC_PORT``       port of the embedded STAC API (default 8082)
+``CROPCORE_PG_PORT``         number of the embedded PostgreSQL's Unix socket (default: STAC port + 1000; no TCP)
+``CROPCORE_STAC_VENV``       virtual environment of the STAC API server (default ``<root>/.venv-stac``)
+``CROPCORE_MAX_AOI_KM2``     largest AOI accepted by search (default 2500 km²)
+``CROPCORE_DEVICES``         inference devices when ``"auto"`` is asked for (default ``auto``)
+``CROPCORE_DASK_SCHEDULER``  ``threads`` (default), ``sync``, ``local-cluster`` or a scheduler address
 """
 
 from __future__ import annotations
@@ -53,6 +57,26 @@ def stac_port() -> int:
     return int(_env_number("CROPCORE_STAC_PORT", 8082))
 
 
+def pg_port() -> int:
+    """Number of the embedded PostgreSQL's Unix socket (``.s.PGSQL.<n>``); PostgreSQL opens no TCP port."""
+    return int(_env_number("CROPCORE_PG_PORT", stac_port() + 1000))
+
+
+def stac_venv() -> Path:
+    """Virtual environment holding stac-fastapi-pgstac and pypgstac."""
+    return Path(os.environ.get("CROPCORE_STAC_VENV", PROJECT_ROOT / ".venv-stac"))
+
+
 def max_aoi_km2() -> float:
     """Largest AOI area (km²) that search accepts."""
     return _env_number("CROPCORE_MAX_AOI_KM2", 2500.0)
+
+
+def devices() -> str:
+    """Inference devices used for ``"auto"``: ``auto``, ``cpu``, ``cpu:N`` or ``cuda:0,cuda:1``."""
+    return os.environ.get("CROPCORE_DEVICES", "auto").strip() or "auto"
+
+
+def dask_scheduler() -> str:
+    """The dask scheduler named in ``CROPCORE_DASK_SCHEDULER`` (default ``threads``), not yet checked."""
+    return os.environ.get("CROPCORE_DASK_SCHEDULER", "threads").strip() or "threads"

@@ -11,6 +11,6 @@ st.title("Crop map")
 model = runs.model_selector()
 params, described = runs.run_params(model, catalog)
 st.caption(f"Map of {described}. Change the area and dates on the Search page.")
-result = runs.run_button(params, ready=catalog_ok)
+result = runs.run_button(params, ready=catalog_ok) if params is not None else None
 cropmap.show_run(state.get_run(), current=result)
 sidebar.session_summary()

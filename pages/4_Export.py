@@ -10,7 +10,7 @@ sidebar.render()
 st.title("Export")
 result = state.require_run()
 if result is not None:
-    st.caption(f"Model {result.meta.get('name')}, {len(result.search.items)} scenes from {result.search.url}, "
+    st.caption(f"Model {result.meta.name}, {len(result.search.items)} scenes from {result.search.url}, "
                f"season {result.axis[0]:%b %Y} to {result.axis[-1]:%b %Y}.")
     downloads.buttons(result)
     st.caption("GeoTIFFs open in QGIS or with rasterio; the crop map carries its colour table and class names, "

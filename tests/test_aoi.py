@@ -1,4 +1,4 @@
-"""AOI normalisation: every accepted form gives the same polygon; bad AOIs get clear errors."""
+"""AOI parsing: every accepted form gives the same polygon; bad AOIs get clear errors."""
 
 import json
 
@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from shapely.geometry import Point, Polygon, box, mapping
 
-from cropcore.aoi import geodesic_area_km2, normalize_aoi
+from cropcore.aoi import AOI, geodesic_area_km2
 from cropcore.errors import InvalidAOIError
 
 BBOX = (5.322, 50.630, 5.330, 50.636)
@@ -27,7 +27,7 @@ BBOX = (5.322, 50.630, 5.330, 50.636)
     ids=["tuple", "list", "shapely", "geometry", "feature", "collection", "json-text"],
 )
 def test_every_form_gives_the_same_polygon(aoi):
-    assert normalize_aoi(aoi).equals(box(*BBOX))
+    assert AOI.parse(aoi).geometry.equals(box(*BBOX))
 
 
 @pytest.mark.parametrize(
@@ -50,17 +50,17 @@ def test_every_form_gives_the_same_polygon(aoi):
 )
 def test_bad_aois_are_refused_with_a_reason(aoi, message):
     with pytest.raises(InvalidAOIError, match=message):
-        normalize_aoi(aoi)
+        AOI.parse(aoi)
 
 
 def test_size_limit_is_configurable(monkeypatch):
     big = (4.0, 50.0, 6.0, 51.0)  # about 15,700 km²
     with pytest.raises(InvalidAOIError, match="more than the limit"):
-        normalize_aoi(big)
+        AOI.parse(big)
     monkeypatch.setenv("CROPCORE_MAX_AOI_KM2", "20000")
-    assert normalize_aoi(big).bounds == big
+    assert AOI.parse(big).geometry.bounds == big
     with pytest.raises(InvalidAOIError, match="more than the limit of 1 km²"):
-        normalize_aoi(big, max_area_km2=1)
+        AOI.parse(big, max_area_km2=1)
 
 
 def test_geodesic_area_of_one_degree_at_the_equator():
@@ -74,6 +74,15 @@ def test_geodesic_area_of_one_degree_at_the_equator():
 )
 def test_any_small_bbox_round_trips(west, south, width, height):
     bbox = (west, south, west + width, south + height)
-    geom = normalize_aoi(bbox, max_area_km2=1e7)
+    geom = AOI.parse(bbox, max_area_km2=1e7).geometry
     assert geom.bounds == pytest.approx(bbox)
-    assert normalize_aoi(mapping(geom), max_area_km2=1e7).equals(geom)
+    assert AOI.parse(mapping(geom), max_area_km2=1e7).geometry.equals(geom)
+
+
+def test_an_aoi_is_parsed_once_and_knows_its_area():
+    aoi = AOI.parse(BBOX)
+    assert AOI.parse(aoi) is aoi and AOI.parse(aoi).bounds == BBOX
+    assert aoi.area_km2 == pytest.approx(geodesic_area_km2(box(*BBOX)))
+    assert aoi.feature_collection()["features"][0]["geometry"] == mapping(box(*BBOX))
+    with pytest.raises(InvalidAOIError, match="more than the limit of 0 km²"):
+        AOI.parse(aoi, max_area_km2=1e-3)  # an explicit limit checks a parsed AOI again

@@ -35,9 +35,7 @@ def test_categorical_cog_has_colours_names_and_manifest(tmp_path):
         assert json.loads(ds.tags()["MANIFEST"])["model"]["name"] == "tempcnn"
         np.testing.assert_array_equal(ds.read(1), class_map().values)
         assert ds.overviews(1)  # 300 x 400 px gets at least one overview level
-    sidecar = json.loads(dst.with_suffix(".json").read_text())
-    assert sidecar["MANIFEST"]["items"] == ["a", "b"] and sidecar["class_names"] == CLASSES
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.json", "map.tif"]  # no temporary left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.tif"]  # one file, no temporary left
 
 
 def test_memory_export_returns_cog_bytes(tmp_path):

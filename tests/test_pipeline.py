@@ -1,8 +1,10 @@
 """End to end on real data: the local STAC API -> odc-stac cube -> shipped model -> COG, and the predict CLI."""
 
+import hashlib
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,10 +12,21 @@ import rasterio
 from rio_cogeo.cogeo import cog_validate
 
 from cropcore.errors import ConfigError
-from cropcore.inference.predict import NODATA
+from cropcore.inference.devices import cpu_has_native_bf16
+from cropcore.inference.options import NODATA
+from cropcore.models import TimeAxis
 from cropcore.pipeline import RunParams, export_run, run, season_axis
 
 DEMO = (5.3189, 50.6286, 5.3334, 50.6378)
+#: sha256 of the demo map's classes (uint8, 106 x 106, shipped TempCNN, default options) and its class areas in
+#: hectares, by the precision the defaults pick on this CPU (bf16 where it is native, else fp32), recorded with
+#: the code before the package was reorganised into stac/, cube/, inference/, ... (same maps after it)
+DEMO_MAP = {
+    "bf16": ("061befb03ae30964b90a8fa13d44c72dd483265729837fe15dc814eee4c5dae5",
+             [41.42, 0.75, 19.93, 0.32, 19.08, 18.5]),
+    "fp32": ("ae1ddcc380078c8d7d957e7b9a2c269a7519b014d10449bcf121e24990bb6f96",
+             [41.39, 0.74, 19.92, 0.32, 19.09, 18.54]),
+}
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +41,24 @@ def test_run_on_the_demo_patch(demo_run):
     result, messages = demo_run
     assert len(result.search.items) == 10  # December and January have no valid pixel (100 % cloud)
     assert [t.month for t in result.axis] == [11, 12, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
-    assert result.reflectance.sizes["time"] == 12 and list(result.reflectance["band"].values) == result.meta["bands"]
+    assert result.reflectance.sizes["time"] == 12 and tuple(result.reflectance["band"].values) == result.meta.bands
     classes = result.prediction["class"].values
     inside = classes[classes != NODATA]
-    assert inside.size >= 100 * 100 and inside.max() < len(result.class_names)
+    assert inside.size >= 100 * 100 and inside.max() < result.meta.num_classes
     assert len(np.unique(inside)) >= 2  # a real patch of fields is not one class
     assert [f for f, _ in messages] == sorted(f for f, _ in messages) and messages[-1][0] == 1.0
     assert set(result.timings) == {"search", "load", "preprocess", "infer"}
     assert result.failures == []
+
+
+def test_the_demo_map_and_its_areas_are_unchanged(demo_run):
+    from cropcore.products.stats import class_areas
+
+    result, _ = demo_run
+    sha256, areas = DEMO_MAP["bf16" if cpu_has_native_bf16() else "fp32"]
+    classes = result.prediction["class"]
+    assert classes.shape == (106, 106) and hashlib.sha256(classes.values.tobytes()).hexdigest() == sha256
+    assert class_areas(classes, result.meta.class_names)["hectares"].round(2).tolist() == areas
 
 
 def test_export_writes_valid_cogs_with_legend_and_manifest(demo_run, tmp_path):
@@ -44,16 +67,18 @@ def test_export_writes_valid_cogs_with_legend_and_manifest(demo_run, tmp_path):
     assert cog_validate(str(paths["map"]))[0] and cog_validate(str(paths["confidence"]))[0]
     with rasterio.open(paths["map"]) as ds:
         assert ds.crs.to_epsg() == 32631 and ds.nodata == NODATA
-        assert json.loads(ds.tags()["CLASS_NAMES"]) == result.class_names
-        colour = result.meta["legend"][1]["color"]
+        assert json.loads(ds.tags()["CLASS_NAMES"]) == result.meta.class_names
+        colour = result.meta.legend[1].color
         assert ds.colormap(1)[1][:3] == tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
         manifest = json.loads(ds.tags()["MANIFEST"])
         np.testing.assert_array_equal(ds.read(1), result.prediction["class"].values)
     assert manifest["items"] == [i.id for i in result.search.items]
-    assert manifest["model"]["sha256"] == result.meta["sha256"] and len(manifest["model"]["sha256"]) == 64
+    assert manifest["model"]["sha256"] == result.meta.sha256 and len(manifest["model"]["sha256"]) == 64
     areas = paths["areas"].read_text().splitlines()
-    assert areas[0] == "class_id,class,pixels,hectares,percent" and len(areas) == 1 + len(result.class_names)
-    assert json.loads(paths["manifest"].read_text())["MANIFEST"]["catalog_url"] == result.search.url
+    assert areas[0] == "class_id,class,pixels,hectares,percent" and len(areas) == 1 + result.meta.num_classes
+    assert json.loads(paths["manifest"].read_text()) == manifest and manifest["catalog_url"] == result.search.url
+    aoi = json.loads(paths["aoi"].read_text())["features"][0]["geometry"]
+    assert aoi == manifest["aoi"] == json.loads(json.dumps(result.params.aoi.__geo_interface__))
 
 
 def test_season_axis_follows_the_start_date(demo_run):
@@ -61,7 +86,7 @@ def test_season_axis_follows_the_start_date(demo_run):
     assert season_axis(meta, "2021-03-15", "2021-09-30")[0].strftime("%Y-%m") == "2020-11"
     assert season_axis(meta, "2021-11-02", None)[-1].strftime("%Y-%m") == "2022-10"
     with pytest.raises(ConfigError, match="season"):
-        season_axis({"name": "x", "time_axis": {"kind": "dekads"}}, "2021-01-01", "2021-02-01")
+        season_axis(replace(meta, time_axis=TimeAxis("dekads", ())), "2021-01-01", "2021-02-01")
 
 
 def cropcore(*args):
@@ -75,7 +100,7 @@ def test_predict_cli_writes_the_map(stac_api, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "10 scenes" in proc.stdout and "timings" in proc.stdout
     assert sorted(p.name for p in out.parent.iterdir()) == [
-        "map.json", "map.tif", "map_areas.csv", "map_confidence.json", "map_confidence.tif"]
+        "map.json", "map.tif", "map_aoi.geojson", "map_areas.csv", "map_confidence.tif"]
     with rasterio.open(out) as ds:
         assert ds.colormap(1) and "CLASS_NAMES" in ds.tags()
 

@@ -11,6 +11,7 @@ from datetime import date
 import numpy as np
 from test_ui_pages import CROP_MAP, messages, page, run_button
 
+from cropcore.aoi import AOI
 from cropcore.pipeline import RunParams, run
 from cropcore.stac.catalog import search_items
 from cropcore.ui import runs
@@ -60,7 +61,8 @@ def test_two_dashboard_sessions_run_at_once(stac_api, monkeypatch):
     for name, at in done.items():
         assert not at.exception and not at.error, messages(at.error)
         results[name] = at.session_state["cropcore.run"]
-    assert results["west"].params.aoi == feature(WEST) and results["east"].params.aoi == feature(EAST)
+    assert results["west"].params.aoi == AOI.parse(feature(WEST))
+    assert results["east"].params.aoi == AOI.parse(feature(EAST))
     assert len(runs._store()) == 2
     for name, bbox in (("west", WEST), ("east", EAST)):
         alone = run(RunParams(aoi=feature(bbox), start=date(2020, 11, 1), end=date(2021, 10, 31),

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,8 @@ from cropcore import pipeline
 from cropcore.cli import main
 from cropcore.cube.load import load_cube
 from cropcore.errors import CatalogUnavailableError, CheckpointError, ConfigError, ExportError
+from cropcore.inference.options import InferenceOptions
+from cropcore.models import ModelMeta
 from cropcore.models.checkpoint import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
 from cropcore.pipeline import RunParams, export_run, run
 from cropcore.products.export import write_cog
@@ -195,20 +198,20 @@ def test_stac_api_down(capsys, tmp_path):
 # -- model -----------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def shipped() -> tuple[torch.nn.Module, dict]:
+def shipped() -> tuple[torch.nn.Module, ModelMeta]:
     return load_checkpoint("tempcnn_worldcereal")
 
 
-def _bad_checkpoints(folder: Path, shipped: tuple[torch.nn.Module, dict]) -> dict[str, tuple[Path, str]]:
+def _bad_checkpoints(folder: Path, shipped: tuple[torch.nn.Module, ModelMeta]) -> dict[str, tuple[Path, str]]:
     model, meta = shipped
     good = CHECKPOINT_DIR / "tempcnn_worldcereal.pt"
     data = good.read_bytes()
     out = {}
     wrong_bands = folder / "wrong_bands.pt"  # weights for 9 bands, meta listing 8
-    save_checkpoint(wrong_bands, model, {**meta, "bands": meta["bands"][:-1]})
+    save_checkpoint(wrong_bands, model, replace(meta, bands=meta.bands[:-1]))
     out["wrong band count"] = wrong_bands, "bands but meta lists"
     wrong_legend = folder / "wrong_legend.pt"
-    save_checkpoint(wrong_legend, model, {**meta, "legend": meta["legend"][:-1]})
+    save_checkpoint(wrong_legend, model, replace(meta, legend=meta.legend[:-1]))
     out["wrong legend"] = wrong_legend, "legend has"
     truncated = folder / "truncated.pt"
     truncated.write_bytes(data[: len(data) // 2])
@@ -260,9 +263,9 @@ def test_a_damaged_shipped_checkpoint_is_left_out_of_the_dashboard(shipped, monk
 def test_cuda_oom_halves_the_batch_and_the_run_completes(stac_api, demo_result, monkeypatch):
     """A CUDA out-of-memory error cannot be caused on a CPU machine: it is injected for every batch of more
     than one tile, in a full pipeline run with batches of 4."""
-    import cropcore.inference.predict as infer
+    from cropcore.inference.devices import Runner
 
-    real, sizes = infer.Runner._forward, []
+    real, sizes = Runner._forward, []
 
     def oom_above_one(self, x):
         sizes.append(x.shape[0])
@@ -270,9 +273,9 @@ def test_cuda_oom_halves_the_batch_and_the_run_completes(stac_api, demo_result, 
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
         return real(self, x)
 
-    monkeypatch.setattr(infer.Runner, "_forward", oom_above_one)
-    result = run(RunParams(aoi=DEMO, start=SEASON[0], end=SEASON[1], catalog=stac_api, batch_size=4,
-                           devices="cpu"))
+    monkeypatch.setattr(Runner, "_forward", oom_above_one)
+    result = run(RunParams(aoi=DEMO, start=SEASON[0], end=SEASON[1], catalog=stac_api,
+                           inference=InferenceOptions(batch_size=4, devices="cpu")))
     assert max(sizes) == 4 and 2 in sizes and sizes.count(1) > 0
     same = (result.prediction["class"].values == demo_result.prediction["class"].values).mean()
     assert same > 0.99  # the same map, tile by tile

@@ -10,7 +10,7 @@ import pytest
 from test_ui_pages import CROP_MAP, page, run_button
 from test_ui_search import FakeMap, button, messages, search_page
 
-from cropcore.aoi import normalize_aoi
+from cropcore.aoi import AOI
 from cropcore.cli import main
 from cropcore.dates import normalize_daterange
 from cropcore.errors import InvalidAOIError, InvalidDateRangeError, NoItemsFoundError
@@ -48,7 +48,7 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str]]
 def test_bad_aoi_is_refused_in_library_cli_and_ui(name, stac_api, tmp_path, capsys, monkeypatch):
     geometry, words = BAD_AOIS[name]
     with pytest.raises(InvalidAOIError, match=words):
-        normalize_aoi(geometry)
+        AOI.parse(geometry)
     with pytest.raises(InvalidAOIError, match=words):  # never reaches the server
         search_items(geometry, ("2021-01-01", "2021-06-30"), catalog=stac_api)
     aoi = tmp_path / "aoi.geojson"
@@ -82,7 +82,7 @@ def test_too_large_geojson_is_refused_before_reading(tmp_path, capsys):
                "geometry": polygon((5.322, 50.630), (5.330, 50.630), (5.330, 50.636))}
     text = json.dumps(feature)
     with pytest.raises(InvalidAOIError, match="more than the limit of 1 MB"):
-        normalize_aoi(text)
+        AOI.parse(text)
     aoi = tmp_path / "big.geojson"
     aoi.write_text(text)
     code, err = cli(capsys, "search", "--aoi", str(aoi), "--start", "2021-01-01", "--end", "2021-06-30")

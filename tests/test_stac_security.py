@@ -76,7 +76,7 @@ def test_the_database_asks_the_owner_for_the_password(stac_api):
 
 
 def test_the_database_listens_on_no_tcp_port(stac_api):
-    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", stac_server.pg_port()), 2):
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", settings.pg_port()), 2):
         pass
     proc = psql("SELECT 1", client_env(PGHOST="127.0.0.1"))
     assert proc.returncode != 0 and "Connection refused" in proc.stderr
@@ -91,7 +91,7 @@ def test_password_file_and_socket_folder_are_private(stac_api):
     for path, mode in ((lay.pg, 0o700), (lay.pg_socket, 0o700), (lay.pg_password, 0o600)):
         info = path.stat()
         assert (oct(stat.S_IMODE(info.st_mode)), info.st_uid) == (oct(mode), owner), path
-    assert stat.S_ISSOCK((lay.pg_socket / f".s.PGSQL.{stac_server.pg_port()}").stat().st_mode)
+    assert stat.S_ISSOCK((lay.pg_socket / f".s.PGSQL.{settings.pg_port()}").stat().st_mode)
     assert not stat.S_IMODE(lay.run.stat().st_mode) & 0o022  # the old socket folder was world-writable
 
 
@@ -119,9 +119,9 @@ def test_a_trust_cluster_from_an_older_version_is_replaced_on_serve(stac_api):
         stac_server._chown_for_db(lay.pg_log)
         subprocess.run(stac_server._as_db_owner([
             stac_server._pg_bin("pg_ctl"), "start", "-w", "-D", str(lay.pgdata), "-l", str(lay.pg_log),
-            "-o", f"-h 127.0.0.1 -p {stac_server.pg_port()} -k {lay.pg_socket}"]), check=True, capture_output=True)
+            "-o", f"-h 127.0.0.1 -p {settings.pg_port()} -k {lay.pg_socket}"]), check=True, capture_output=True)
         old = {"PATH": os.environ["PATH"], "PGPASSFILE": NO_PASSFILE, "PGHOST": "127.0.0.1",
-               "PGPORT": str(stac_server.pg_port()), "PGUSER": "cropcore", "PGDATABASE": "postgres"}
+               "PGPORT": str(settings.pg_port()), "PGUSER": "cropcore", "PGDATABASE": "postgres"}
         assert psql("SELECT 1", old).stdout.strip() == "1"  # anyone could connect
     finally:
         assert stac_server.serve() == stac_api

@@ -13,6 +13,7 @@ from rasterio.io import MemoryFile
 from streamlit.testing.v1 import AppTest
 
 from cropcore import pipeline, settings
+from cropcore.aoi import AOI
 from cropcore.ui import map as ui_map
 from cropcore.ui import modelcard, runs
 
@@ -83,8 +84,8 @@ def test_crop_map_of_the_demo_area_by_default(stac_api, monkeypatch):
     assert "searching scenes" in messages(status.markdown) and "classifying" in messages(status.markdown)
     # Legend: every class with its colour, and the three overlays with a layer switcher.
     legend = messages(at.get("html"))
-    for entry in result.meta["legend"]:
-        assert entry["name"] in legend and entry["color"] in legend
+    for entry in result.meta.legend:
+        assert entry.name in legend and entry.color in legend
     html = fake.maps[-1].get_root().render()
     assert html.count("L.imageOverlay(") == 3
     assert html.index("L.control.layers(") > html.rindex("L.imageOverlay(")  # it refers to them by name
@@ -114,7 +115,7 @@ def test_crop_map_uses_the_searched_area_and_dates(stac_api, monkeypatch):
     at = run_button(at).click().run()
     assert not at.exception and not at.error, messages(at.error)
     result = at.session_state["cropcore.run"]
-    assert result.params.max_cloud == 50.0 and result.params.aoi == drawn
+    assert result.params.max_cloud == 50.0 and result.params.aoi == AOI.parse(drawn)
     assert result.prediction["class"].shape[1] < 106  # smaller than the whole demo patch
 
 
@@ -174,11 +175,11 @@ def test_export_offers_the_five_files(demo_run, monkeypatch):
     files = {d.file_name: d.data for d in downloads(demo_run)}
     with MemoryFile(files["cropmap.tif"]) as mem, mem.open() as src:
         assert src.dtypes[0] == "uint8" and src.nodata == 255
-        assert src.colormap(1)[1][:3] == tuple(int(demo_run.colors[1][i:i + 2], 16) for i in (1, 3, 5))
-        assert json.loads(src.tags()["CLASS_NAMES"]) == demo_run.class_names
+        assert src.colormap(1)[1][:3] == tuple(int(demo_run.meta.colors[1][i:i + 2], 16) for i in (1, 3, 5))
+        assert json.loads(src.tags()["CLASS_NAMES"]) == demo_run.meta.class_names
         manifest = json.loads(src.tags()["MANIFEST"])
     assert json.loads(files["cropmap.json"]) == manifest
-    assert manifest["model"]["name"] == demo_run.meta["name"]
+    assert manifest["model"]["name"] == demo_run.meta.name
     with MemoryFile(files["cropmap_confidence.tif"]) as mem, mem.open() as src:
         assert src.dtypes[0] == "float32"
     assert files["cropmap_areas.csv"].decode().startswith("class_id,class,pixels,hectares,percent")

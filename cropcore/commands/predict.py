@@ -9,6 +9,9 @@ from pathlib import Path
 
 from cropcore.commands.search import add_aoi_arguments, read_aoi
 from cropcore.errors import ConfigError
+from cropcore.inference.options import InferenceOptions
+
+DEFAULTS = InferenceOptions()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,14 +23,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--collections", nargs="+", help="collection ids (default: the catalog's L2A ones)")
     parser.add_argument("--max-cloud", type=float, default=80.0, help="maximum scene cloud cover, percent")
     parser.add_argument("--model", default="tempcnn_worldcereal", help="shipped checkpoint name or file")
-    parser.add_argument("--tile", type=int, default=64, help="tile size in pixels")
-    parser.add_argument("--overlap", type=int, default=16, help="tile overlap in pixels")
-    parser.add_argument("--strip", type=int, default=512,
+    parser.add_argument("--tile", type=int, default=DEFAULTS.tile, help="tile size in pixels")
+    parser.add_argument("--overlap", type=int, default=DEFAULTS.overlap, help="tile overlap in pixels")
+    parser.add_argument("--strip", type=int, default=DEFAULTS.strip,
                         help="width in pixels of the column strips tiles are read in (bounds memory)")
-    parser.add_argument("--batch-size", type=int, default=4, help="tiles per batch")
-    parser.add_argument("--devices", default="auto", help="auto, cpu, cpu:N or cuda:0,cuda:1")
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="tiles per batch")
+    parser.add_argument("--devices", default=DEFAULTS.devices, help="auto, cpu, cpu:N or cuda:0,cuda:1")
     parser.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
-                        help="autocast precision (auto: bf16 on CPU, bf16/fp16 on CUDA)")
+                        help="autocast precision (auto: bf16/fp16 on CUDA; bf16 on CPUs with native bf16, else fp32)")
     parser.set_defaults(func=run)
 
 
@@ -40,11 +43,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out.suffix.lower() not in (".tif", ".tiff"):
         raise ConfigError(f"--out must name a .tif file, got {args.out}")
-    params = RunParams(
-        aoi=read_aoi(args), start=args.start, end=args.end, max_cloud=args.max_cloud, catalog=args.catalog,
-        collections=args.collections, model=args.model, tile=args.tile, overlap=args.overlap, strip=args.strip,
-        batch_size=args.batch_size, devices=args.devices, amp=True if args.precision == "auto" else args.precision,
-    )
+    options = InferenceOptions(tile=args.tile, overlap=args.overlap, strip=args.strip, batch_size=args.batch_size,
+                               devices=args.devices, amp=True if args.precision == "auto" else args.precision)
+    params = RunParams(aoi=read_aoi(args), start=args.start, end=args.end, max_cloud=args.max_cloud,
+                       catalog=args.catalog, collections=args.collections, model=args.model, inference=options)
     bar = tqdm(total=100, unit="%", file=sys.stderr, disable=None, bar_format="{l_bar}{bar}| {elapsed}")
     # the map goes to disk row by row and the COGs are made from there: memory does not grow with the AOI
     with bar, tempfile.TemporaryDirectory(prefix="cropcore-predict-") as workdir:
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     for failure in result.failures:
         print(f"warning: could not read {failure.item_id}/{failure.asset}: {failure.reason}", file=sys.stderr)
     print(f"{len(result.search.items)} scenes, season {result.axis[0]:%Y-%m} to {result.axis[-1]:%Y-%m}, "
-          f"model {result.meta['name']}")
+          f"model {result.meta.name}")
     for kind, path in paths.items():
         print(f"{kind:>10}: {path}")
     print("   timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cropcore.aoi import MAX_GEOJSON_BYTES
+from cropcore.aoi import AOI, MAX_GEOJSON_BYTES
 from cropcore.errors import InvalidAOIError
 
 
@@ -18,20 +18,21 @@ def add_aoi_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--end", required=True, help="last date, YYYY-MM-DD")
 
 
-def read_aoi(args: argparse.Namespace) -> object:
-    """The AOI given on the command line (file text or bbox)."""
+def read_aoi(args: argparse.Namespace) -> AOI:
+    """The AOI given on the command line (a GeoJSON file or a bbox), parsed."""
     if args.bbox:
-        return args.bbox
+        return AOI.parse(args.bbox)
     try:
         size = args.aoi.stat().st_size
         if size > MAX_GEOJSON_BYTES:
             raise InvalidAOIError(f"the AOI file {args.aoi} is {size / 2**20:.1f} MB, more than the limit of "
                                   f"{MAX_GEOJSON_BYTES / 2**20:.0f} MB: simplify the polygon")
-        return args.aoi.read_text()
+        text = args.aoi.read_text()
     except UnicodeDecodeError:
         raise InvalidAOIError(f"the AOI file {args.aoi} is not text: give a GeoJSON file") from None
     except OSError as exc:
         raise InvalidAOIError(f"cannot read the AOI file {args.aoi}: {exc.strerror}") from None
+    return AOI.parse(text)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

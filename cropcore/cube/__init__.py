@@ -1,0 +1,19 @@
+"""Datacubes: lazy loading with odc-stac (:mod:`.load`), preprocessing (:mod:`.preprocess`: reflectance, cloud
+masking, composites, gap filling, indices, normalisation) and where dask computes (:mod:`.dask_setup`)."""
+
+from cropcore.cube.dask_setup import compute
+from cropcore.cube.load import AssetFailure, LoadResult, load_cube
+from cropcore.cube.preprocess import INDICES, NormStats, add_indices, preprocess, spectral_index, time_axis
+
+__all__ = [
+    "INDICES",
+    "AssetFailure",
+    "LoadResult",
+    "NormStats",
+    "add_indices",
+    "compute",
+    "load_cube",
+    "preprocess",
+    "spectral_index",
+    "time_axis",
+]

@@ -1,6 +1,6 @@
 """Where dask computes, and how the UI and CLI follow its progress.
 
-``CROPCORE_DASK_SCHEDULER`` chooses the scheduler:
+``CROPCORE_DASK_SCHEDULER`` (:func:`cropcore.settings.dask_scheduler`) chooses the scheduler:
 
 * unset or ``threads``: dask's threaded scheduler with one thread per core (the default: odc-stac reads
   and numpy both release the GIL, and nothing is copied between processes);
@@ -17,22 +17,22 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import dask
 from dask.callbacks import Callback
 
+from cropcore import settings
 from cropcore.errors import ConfigError
+from cropcore.progress import Progress
 
-Progress = Callable[[float, str], None]
 ENV = "CROPCORE_DASK_SCHEDULER"
 LOCAL_SCHEDULERS = ("threads", "sync", "local-cluster")
 
 
 def scheduler_name() -> str:
     """The configured scheduler: ``threads`` (default), ``sync``, ``local-cluster`` or an address."""
-    name = os.environ.get(ENV, "threads").strip() or "threads"
+    name = settings.dask_scheduler()
     if name in LOCAL_SCHEDULERS or name.startswith(("tcp://", "tls://", "inproc://")):
         return name
     raise ConfigError(f"{ENV}={name!r} is not a scheduler: use threads, sync, local-cluster or an address "

@@ -29,23 +29,22 @@ import rasterio
 import rasterio.errors
 import shapely
 import xarray as xr
-from dask._task_spec import DataNode, convert_legacy_graph  # dask's task spec, to inline setup tasks
+from dask._task_spec import DataNode, convert_legacy_graph  # private: no public way to substitute values
 from dask.local import get_sync
 from odc.geo.geobox import GeoBox
 from odc.loader import RioDriver, RioReader
 from odc.loader.types import RasterLoadParams, RasterSource, ReaderSubsetSelection
-from odc.stac._mdtools import StacAuxReader  # the default aux reader of odc-stac (for with_properties)
+from odc.stac._mdtools import StacAuxReader  # private: odc-stac's own aux reader, not exported
 from pyproj import CRS
 from pyproj.exceptions import CRSError
-from rasterio._err import CPLE_BaseError
+from rasterio._err import CPLE_BaseError  # private: GDAL's errors, not re-exported by rasterio.errors
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
-from cropcore.aoi import AOILike, normalize_aoi
+from cropcore.aoi import AOI, AOILike
 from cropcore.errors import ConfigError, NoItemsFoundError
 from cropcore.legend import S2_BOA_OFFSET
-
-Progress = Callable[[float, str], None]
+from cropcore.progress import Progress
 
 #: Default dask chunk: one time step, 1024 x 1024 pixels (2 MiB of uint16 per band).
 DEFAULT_CHUNKS: dict[str, int] = {"time": 1, "x": 1024, "y": 1024}
@@ -297,8 +296,8 @@ def load_cube(
 ) -> LoadResult:
     """Load ``bands`` of ``items`` as a lazy ``(time, band, y, x)`` cube clipped to the AOI's bounds.
 
-    ``aoi``: anything :func:`cropcore.aoi.normalize_aoi` accepts (default: the union of the items'
-    footprints). ``crs``: ``"utm"`` (zone of the AOI centroid, see the module docstring) or any CRS.
+    ``aoi``: an :class:`~cropcore.aoi.AOI` or anything :meth:`~cropcore.aoi.AOI.parse` accepts (default: the
+    union of the items' footprints). ``crs``: ``"utm"`` (zone of the AOI centroid, see the module docstring) or any CRS.
     ``chunks``: dask chunk sizes (default :data:`DEFAULT_CHUNKS`). ``resampling``: one method for every
     band or a per-band mapping; categorical bands (SCL) default to ``nearest``. ``check``: open every
     asset header first so unreadable assets are listed before anything is computed. ``patch_url`` signs
@@ -317,7 +316,7 @@ def load_cube(
         geom = shapely.union_all([shape(item.geometry) for item in items if item.geometry])
         geopolygon = None
     else:
-        geom = normalize_aoi(aoi)
+        geom = AOI.parse(aoi).geometry
         geopolygon = geom
     out_crs = _resolve_crs(crs, geom)
     if resolution <= 0:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import dask.array as dska
 import numpy as np
@@ -20,6 +20,9 @@ import xarray as xr
 
 from cropcore.errors import ConfigError, ShapeError
 from cropcore.legend import S2_SCALE, SCL_INVALID
+
+if TYPE_CHECKING:
+    from cropcore.models.meta import ModelMeta
 
 #: Digital numbers that mean "no data" in Sentinel-2 L2A products, whatever the asset metadata says.
 S2_NODATA: tuple[int, ...] = (0, 65535)
@@ -349,12 +352,19 @@ def normalized_difference(cube: xr.DataArray, a: str, b: str) -> xr.DataArray:
     return ((va - vb) / total.where(total != 0)).astype("float32")
 
 
+def spectral_index(cube: xr.DataArray, name: str = "NDVI") -> xr.DataArray:
+    """One index of :data:`INDICES` (e.g. NDVI) of a ``(…, band, …)`` reflectance cube, without the band axis."""
+    if name not in INDICES:
+        raise ConfigError(f"unknown index {name!r}: choose from {', '.join(INDICES)}")
+    return normalized_difference(cube, *INDICES[name])
+
+
 def add_indices(cube: xr.DataArray, names: Sequence[str] = ("NDVI",)) -> xr.DataArray:
     """Append spectral indices (see :data:`INDICES`) to the ``band`` dimension."""
     unknown = [n for n in names if n not in INDICES]
     if unknown:
         raise ConfigError(f"unknown indices {unknown}: choose from {', '.join(INDICES)}")
-    extra = [normalized_difference(cube, *INDICES[n]).expand_dims(band=[n]) for n in names]
+    extra = [spectral_index(cube, n).expand_dims(band=[n]) for n in names]
     return xr.concat([cube, *[e.transpose(*cube.dims) for e in extra]], dim="band")
 
 
@@ -382,10 +392,9 @@ class NormStats:
         return cls.from_json(Path(path).read_text())
 
     @classmethod
-    def from_meta(cls, meta: dict) -> NormStats:
-        """The statistics stored in a checkpoint's metadata (``bands`` and ``norm``)."""
-        norm = meta["norm"]
-        return cls(tuple(meta["bands"]), tuple(map(float, norm["mean"])), tuple(map(float, norm["std"])))
+    def from_meta(cls, meta: ModelMeta) -> NormStats:
+        """The statistics stored in a checkpoint's metadata (its bands and normalisation)."""
+        return cls(tuple(meta.bands), meta.norm.mean, meta.norm.std)
 
     def scale(self, values: np.ndarray, band_axis: int, *, inplace: bool = False) -> np.ndarray:
         """``(values - mean) / std`` along ``band_axis`` as float32 (std 0 is taken as 1); numpy or dask.

@@ -16,8 +16,7 @@ import rioxarray
 import xarray as xr
 from rasterio.windows import Window
 
-#: Class value of pixels without any input data.
-NODATA = 255
+from cropcore.inference.options import NODATA
 
 
 class MapSink(Protocol):

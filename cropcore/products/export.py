@@ -21,7 +21,7 @@ import numpy as np
 import rasterio
 import rioxarray  # noqa: F401 (registers the .rio accessor used below)
 import xarray as xr
-from rasterio._err import CPLE_BaseError
+from rasterio._err import CPLE_BaseError  # private: GDAL's errors, not re-exported by rasterio.errors
 from rasterio.errors import RasterioError
 from rasterio.io import MemoryFile
 from rio_cogeo.cogeo import cog_translate, cog_validate
@@ -77,11 +77,6 @@ def write_text_atomic(text: str, dst: Path) -> Path:
     return dst
 
 
-def write_json_atomic(data: Mapping[str, Any], dst: Path) -> Path:
-    """Write ``data`` as JSON to ``dst`` atomically."""
-    return write_text_atomic(json.dumps(data, indent=2, default=str), dst)
-
-
 def _hex_to_rgba(colour: str | Sequence[int]) -> tuple[int, int, int, int]:
     if isinstance(colour, str):
         c = colour.lstrip("#")
@@ -128,8 +123,8 @@ def write_cog(
 
     ``da`` carries its CRS and transform (rioxarray ``da.rio``). ``class_names`` and ``colormap`` (class
     value -> ``#rrggbb`` or RGB(A)) make a categorical map with an embedded colour table and the legend in
-    the metadata. ``tags`` (e.g. the run manifest) are stored as JSON text in the file and, for a path, in a
-    sidecar ``<name>.json``. ``dst=":mem:"`` returns the file as bytes.
+    the metadata. ``tags`` (e.g. the run manifest) are stored as JSON text in the file. ``dst=":mem:"``
+    returns the file as bytes.
     """
     if da.rio.crs is None:
         raise ExportError("the array has no CRS: set one with da.rio.write_crs(...) before exporting")
@@ -138,10 +133,10 @@ def write_cog(
     categorical = class_names is not None or colormap is not None
     if categorical and (da.ndim != 2 or da.dtype != np.uint8):
         raise ExportError("a categorical map must be a single uint8 band")
-    meta: dict[str, str] = {k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in (tags or {}).items()}
+    file_tags = {k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in (tags or {}).items()}
     if class_names is not None:
-        meta["CLASS_NAMES"] = json.dumps(list(class_names))
-        meta["LEGEND"] = json.dumps({str(i): n for i, n in enumerate(class_names)})
+        file_tags["CLASS_NAMES"] = json.dumps(list(class_names))
+        file_tags["LEGEND"] = json.dumps({str(i): n for i, n in enumerate(class_names)})
     cog_profile = cog_profiles.get("deflate")
     cog_profile.update(blockxsize=256, blockysize=256)
     cmap = {int(k): _hex_to_rgba(v) for k, v in colormap.items()} if colormap else None
@@ -149,12 +144,12 @@ def write_cog(
     tmp: Path | None = None
     try:
         tmp = _atomic_target(path)
-        with _source(da, nodata, meta, categorical) as src, warnings.catch_warnings():
+        with _source(da, nodata, file_tags, categorical) as src, warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Dataset color interpretation")  # palette is intended
             cog_translate(
                 src, str(tmp), cog_profile, in_memory=src.name.startswith("/vsimem/"),
                 quiet=True, colormap=cmap, overview_level=None if overviews else 0,
-                overview_resampling="mode" if categorical else "average", additional_cog_metadata=meta,
+                overview_resampling="mode" if categorical else "average", additional_cog_metadata=file_tags,
             )
         valid, errors, _ = cog_validate(str(tmp), quiet=True)
         if not valid:
@@ -170,10 +165,4 @@ def write_cog(
         if tmp is not None:
             with contextlib.suppress(OSError):
                 tmp.unlink()
-    if tags:
-        try:
-            write_json_atomic({**tags, "class_names": list(class_names or [])}, path.with_suffix(".json"))
-        except BaseException:
-            path.unlink(missing_ok=True)  # a map without its manifest sidecar is not a complete export
-            raise
     return path

@@ -12,6 +12,7 @@ import xarray as xr
 from pyproj import Geod
 
 from cropcore.errors import ConfigError
+from cropcore.inference.options import NODATA
 
 _GEOD = Geod(ellps="WGS84")
 
@@ -34,7 +35,7 @@ def pixel_areas_m2(da: xr.DataArray) -> np.ndarray | float:
 
 
 def class_areas(
-    class_map: xr.DataArray, class_names: Sequence[str], *, nodata: int | None = 255, rows: int = 1024
+    class_map: xr.DataArray, class_names: Sequence[str], *, nodata: int | None = NODATA, rows: int = 1024
 ) -> pd.DataFrame:
     """Pixels, hectares and percent of the mapped area for every class (zero rows included).
 
@@ -64,7 +65,7 @@ def class_areas(
 
 
 def phenology(
-    reflectance: xr.DataArray, class_map: xr.DataArray, class_names: Sequence[str], nodata: int | None = 255
+    reflectance: xr.DataArray, class_map: xr.DataArray, class_names: Sequence[str], nodata: int | None = NODATA
 ) -> pd.DataFrame:
     """NDVI median and inter-quartile range per class and time step (classes without pixels left out).
 
@@ -72,13 +73,13 @@ def phenology(
     same grid. Returns one row per (class, time): class_id, class, time, median, q25, q75, pixels (the
     class's mapped pixels; NaN observations are skipped in the quantiles).
     """
-    from cropcore.cube.preprocess import normalized_difference
+    from cropcore.cube.preprocess import spectral_index
 
     classes = np.asarray(class_map.values)
     if classes.shape != (reflectance.sizes["y"], reflectance.sizes["x"]):
         raise ConfigError(f"the class map {classes.shape} and the cube "
                           f"({reflectance.sizes['y']}, {reflectance.sizes['x']}) are not on the same grid")
-    ndvi = np.asarray(normalized_difference(reflectance, "B08", "B04").transpose("time", "y", "x").values)
+    ndvi = np.asarray(spectral_index(reflectance, "NDVI").transpose("time", "y", "x").values)
     times = pd.DatetimeIndex(reflectance["time"].values)
     valid = classes != nodata if nodata is not None else np.ones(classes.shape, dtype=bool)
     k = len(class_names)

@@ -23,7 +23,7 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util.retry import Retry
 
-from cropcore.aoi import AOILike, normalize_aoi
+from cropcore.aoi import AOI, AOILike
 from cropcore.dates import DateLike, normalize_daterange, to_stac_interval
 from cropcore.errors import CatalogUnavailableError, ConfigError, NoItemsFoundError
 
@@ -169,7 +169,7 @@ def search_items(
     applied here. Raises :class:`NoItemsFoundError` when nothing matches and
     :class:`CatalogUnavailableError` when the API cannot be reached or fails.
     """
-    geom = normalize_aoi(aoi)
+    geom = AOI.parse(aoi).geometry
     interval = to_stac_interval(*normalize_daterange(datetime))
     if max_cloud is not None and not 0 <= max_cloud <= 100:
         raise ConfigError(f"max_cloud is a percentage in [0, 100], got {max_cloud}")

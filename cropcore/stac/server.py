@@ -100,16 +100,6 @@ def api_url() -> str:
     return f"http://127.0.0.1:{settings.stac_port()}"
 
 
-def pg_port() -> int:
-    """Port number of the embedded PostgreSQL's socket (``CROPCORE_PG_PORT``, default: STAC port + 1000)."""
-    return int(os.environ.get("CROPCORE_PG_PORT", settings.stac_port() + 1000))
-
-
-def stac_venv() -> Path:
-    """Virtual environment holding stac-fastapi-pgstac and pypgstac."""
-    return Path(os.environ.get("CROPCORE_STAC_VENV", settings.PROJECT_ROOT / ".venv-stac"))
-
-
 def _pg_bin(tool: str) -> str:
     found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{tool}"), key=lambda p: int(p.parts[-3]))
     if found:
@@ -146,7 +136,7 @@ def pg_env() -> dict[str, str]:
     lay = layout()
     return {
         **os.environ,
-        "PGHOST": str(lay.pg_socket), "PGPORT": str(pg_port()), "PGUSER": PG_USER,
+        "PGHOST": str(lay.pg_socket), "PGPORT": str(settings.pg_port()), "PGUSER": PG_USER,
         "PGPASSWORD": lay.pg_password.read_text().strip(), "PGDATABASE": PG_DATABASE,
     }
 
@@ -204,7 +194,7 @@ def start_postgres() -> None:
     if not _pg_running(lay):
         lay.pg_log.touch()
         _chown_for_db(lay.pg_log)
-        opts = f"-p {pg_port()} -k {shlex.quote(str(lay.pg_socket))}"
+        opts = f"-p {settings.pg_port()} -k {shlex.quote(str(lay.pg_socket))}"
         _run(_as_db_owner([_pg_bin("pg_ctl"), "start", "-w", "-t", "30", "-D", str(lay.pgdata),
                            "-l", str(lay.pg_log), "-o", opts]), what="starting PostgreSQL")
     env = pg_env()
@@ -218,7 +208,7 @@ def load_catalog(force_build: bool = False) -> Path:
     """Build the catalog if needed, migrate pgstac and upsert collections and items (idempotent)."""
     lay = layout()
     stac_dir = build_catalog(lay.catalog, force=force_build)
-    pypgstac = str(stac_venv() / "bin" / "pypgstac")
+    pypgstac = str(settings.stac_venv() / "bin" / "pypgstac")
     if not Path(pypgstac).exists():
         raise ServiceError(f"{pypgstac} not found: run `make setup` to create the STAC environment")
     env = pg_env()  # pypgstac connects with libpq's PG* variables: no --dsn, so no password in argv
@@ -271,7 +261,7 @@ def serve(*, force_build: bool = False, wait: float = 30.0) -> str:
            "STAC_FASTAPI_TITLE": "cropcore embedded catalog", "STAC_FASTAPI_LANDING_ID": "cropcore",
            "STAC_FASTAPI_DESCRIPTION": "Real Sentinel-2 sample scenes served on loopback",
            "STAC_FASTAPI_VERSION": "1.0.0"}
-    cmd = [str(stac_venv() / "bin" / "uvicorn"), "--factory", "stac_fastapi.pgstac.app:create_app",
+    cmd = [str(settings.stac_venv() / "bin" / "uvicorn"), "--factory", "stac_fastapi.pgstac.app:create_app",
            "--host", "127.0.0.1", "--port", str(settings.stac_port()), "--log-level", "warning"]
     with open(lay.api_log, "ab") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from cropcore.inference.predict import NODATA
+from cropcore.inference.options import NODATA
 from cropcore.pipeline import RunResult
 from cropcore.products import plots
 from cropcore.products.stats import phenology
@@ -19,13 +19,13 @@ from cropcore.ui.runs import BY_RUN
 @st.cache_data(hash_funcs=BY_RUN, max_entries=16, show_spinner="Computing NDVI per class...")
 def class_phenology(result: RunResult) -> pd.DataFrame:
     """NDVI median and IQR per class over the model's time axis."""
-    return phenology(result.reflectance, result.prediction["class"], result.class_names, nodata=NODATA)
+    return phenology(result.reflectance, result.prediction["class"], result.meta.class_names, nodata=NODATA)
 
 
 def area_section(result: RunResult) -> None:
     """Bar chart and table of hectares and percent per class."""
     table = areas(result)
-    st.plotly_chart(plots.area_bar(table, result.colors), key="area_chart")
+    st.plotly_chart(plots.area_bar(table, result.meta.colors), key="area_chart")
     st.dataframe(table.drop(columns="class_id"), hide_index=True, width="stretch", column_config={
         "hectares": st.column_config.NumberColumn("hectares", format="%.2f"),
         "percent": st.column_config.NumberColumn("% of mapped area", format="%.1f"),
@@ -35,7 +35,7 @@ def area_section(result: RunResult) -> None:
 def phenology_section(result: RunResult) -> None:
     """NDVI median and inter-quartile band per class, and the medians as a class x month table."""
     pheno = class_phenology(result)
-    st.plotly_chart(plots.phenology_figure(pheno, result.colors), key="phenology_chart")
+    st.plotly_chart(plots.phenology_figure(pheno, result.meta.colors), key="phenology_chart")
     with st.expander("NDVI medians per class and month"):
         table = pheno.assign(month=pheno["time"].dt.strftime("%Y-%m")).pivot(
             index="class", columns="month", values="median")
@@ -55,11 +55,11 @@ def pixel_section(result: RunResult) -> None:
                     else "That point is outside the mapped area; click inside it.")
             return
         class_id = int(classes.sel(x=xy[0], y=xy[1]))
-        label = "no data" if class_id == NODATA else result.class_names[class_id]
+        label = "no data" if class_id == NODATA else result.meta.class_names[class_id]
         pheno = class_phenology(result)
         figure = plots.pixel_ndvi_figure(
             result.axis, pixel_ndvi(result.reflectance, *xy), label=label,
-            color=result.colors.get(class_id, "#1565c0"), reference=pheno[pheno["class_id"] == class_id])
+            color=result.meta.colors.get(class_id, "#1565c0"), reference=pheno[pheno["class_id"] == class_id])
         st.plotly_chart(figure, key="pixel_chart")
         st.caption(f"Pixel at {clicked[0]:.5f} N, {clicked[1]:.5f} E (x {xy[0]:.0f}, y {xy[1]:.0f}, "
                    f"{result.prediction['class'].rio.crs}); confidence "

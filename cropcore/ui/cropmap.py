@@ -10,8 +10,7 @@ import pandas as pd
 import streamlit as st
 from shapely.geometry import mapping
 
-from cropcore.aoi import normalize_aoi
-from cropcore.inference.predict import NODATA
+from cropcore.inference.options import NODATA
 from cropcore.pipeline import RunResult
 from cropcore.products.stats import class_areas
 from cropcore.ui import state
@@ -33,14 +32,14 @@ MEDIAN = "season median"
 @st.cache_data(hash_funcs=BY_RUN, max_entries=16, show_spinner=False)
 def areas(result: RunResult) -> pd.DataFrame:
     """Hectares and percent per class of a run."""
-    return class_areas(result.prediction["class"], result.class_names, nodata=NODATA)
+    return class_areas(result.prediction["class"], result.meta.class_names, nodata=NODATA)
 
 
 @st.cache_data(hash_funcs=BY_RUN, max_entries=16, show_spinner=False)
 def class_image(result: RunResult) -> tuple[np.ndarray, Bounds]:
     """RGBA class map in Web Mercator and its lon/lat corners."""
     merc = to_web_mercator(result.prediction["class"], nodata=NODATA, categorical=True)
-    return class_rgba(merc.values, result.colors, nodata=NODATA), latlon_bounds(merc)
+    return class_rgba(merc.values, result.meta.colors, nodata=NODATA), latlon_bounds(merc)
 
 
 @st.cache_data(hash_funcs=BY_RUN, max_entries=16, show_spinner=False)
@@ -69,7 +68,7 @@ def display_controls(result: RunResult) -> tuple[float, int | None]:
 def result_map(result: RunResult, *, opacity: float = 0.75, step: int | None = None,
                collapsed: bool = False) -> folium.Map:
     """A map of the run's area with switchable true-colour, crop-map and confidence overlays."""
-    geom = normalize_aoi(result.params.aoi)
+    geom = result.params.aoi.geometry
     images = [
         ("Sentinel-2 true colour", true_colour_image(result, step), 1.0, True),
         ("Crop map", class_image(result), opacity, True),
@@ -84,14 +83,15 @@ def result_map(result: RunResult, *, opacity: float = 0.75, step: int | None = N
 def legend(result: RunResult) -> None:
     """Class colours and names with their share of the mapped area."""
     table = areas(result)
+    colors = result.meta.colors
     rows = "".join(
         f'<div style="display:flex;align-items:center;gap:.5em;margin:.15em 0">'
-        f'<span style="width:1.1em;height:1.1em;border:1px solid #555;background:{result.colors[int(r.class_id)]}">'
+        f'<span style="width:1.1em;height:1.1em;border:1px solid #555;background:{colors[int(r.class_id)]}">'
         f'</span><span>{html.escape(str(r["class"]))}</span>'
         f'<span style="margin-left:auto;color:#666">{r.percent:.1f} %</span></div>'
         for _, r in table.iterrows()
     )
-    st.markdown(f"**Legend** ({result.meta.get('name')})", help="Share of the mapped area in each class")
+    st.markdown(f"**Legend** ({result.meta.name})", help="Share of the mapped area in each class")
     st.html(f'<div class="cropcore-legend">{rows}</div>')
     st.caption("Confidence layer: dark = uncertain, bright = confident. Transparent: no data.")
 

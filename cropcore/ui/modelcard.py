@@ -20,9 +20,9 @@ def checkpoints() -> None:
     rows = []
     for path in sorted(CHECKPOINT_DIR.glob("*.pt")):
         meta = load_model(path.stem)[1]
-        rows.append({"checkpoint": path.stem, "model": meta["model"], "bands": ", ".join(meta["bands"]),
-                     "time steps": len(meta["time_axis"].get("steps", [])), "classes": len(meta["legend"]),
-                     "size (MB)": round(path.stat().st_size / 1e6, 1), "sha256": meta["sha256"][:12]})
+        rows.append({"checkpoint": path.stem, "model": meta.architecture, "bands": ", ".join(meta.bands),
+                     "time steps": len(meta.time_axis.steps), "classes": meta.num_classes,
+                     "size (MB)": round(path.stat().st_size / 1e6, 1), "sha256": (meta.sha256 or "")[:12]})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 

@@ -18,6 +18,7 @@ from pyproj import Transformer
 from rasterio.enums import Resampling
 
 from cropcore.errors import ConfigError
+from cropcore.inference.options import NODATA
 
 WEB_MERCATOR = "EPSG:3857"
 Bounds = list[list[float]]  # [[south, west], [north, east]], as folium wants it
@@ -54,7 +55,7 @@ def to_web_mercator(
     return da.rio.reproject(WEB_MERCATOR, resampling=resampling, nodata=nodata)
 
 
-def class_rgba(classes: np.ndarray, colors: Mapping[int, str], *, nodata: int = 255) -> np.ndarray:
+def class_rgba(classes: np.ndarray, colors: Mapping[int, str], *, nodata: int = NODATA) -> np.ndarray:
     """(H, W, 4) uint8 image of a class map: legend colours, nodata (and unknown classes) transparent."""
     lut = np.zeros((256, 4), dtype=np.uint8)
     for value, colour in colors.items():
@@ -111,6 +112,6 @@ def xy_at(da: xr.DataArray, lat: float, lon: float) -> tuple[float, float] | Non
 
 def pixel_ndvi(reflectance: xr.DataArray, x: float, y: float) -> np.ndarray:
     """The NDVI time series of the pixel at (x, y) (coordinates of the cube's grid, e.g. from :func:`xy_at`)."""
-    from cropcore.cube.preprocess import normalized_difference
+    from cropcore.cube.preprocess import spectral_index
 
-    return np.asarray(normalized_difference(reflectance.sel(x=[x], y=[y]), "B08", "B04").values).reshape(-1)
+    return np.asarray(spectral_index(reflectance.sel(x=[x], y=[y]), "NDVI").values).reshape(-1)

@@ -9,12 +9,13 @@ import time
 from collections import OrderedDict
 from dataclasses import asdict
 from datetime import date
-from typing import Any
 
 import streamlit as st
+from torch import nn
 
 from cropcore import pipeline
-from cropcore.errors import CropcoreError
+from cropcore.errors import CropcoreError, InvalidAOIError
+from cropcore.models import ModelMeta, load_checkpoint
 from cropcore.models.checkpoint import CHECKPOINT_DIR
 from cropcore.pipeline import RunParams, RunResult
 from cropcore.ui import state
@@ -41,21 +42,28 @@ def run_key(result: RunResult) -> str:
 BY_RUN = {RunResult: run_key}
 
 
-def run_params(model: str, catalog: str) -> tuple[RunParams, str]:
-    """The run for the session's search (or AOI), or the demo area and season; and a description of it."""
+def run_params(model: str, catalog: str) -> tuple[RunParams | None, str]:
+    """The run for the session's search (or AOI), or the demo area and season; and a description of it.
+
+    The session's AOI is parsed here; when it is not usable the reason is shown and no run is offered.
+    """
     searched = st.session_state.get(state.SEARCH_PARAMS)
     aoi = state.get_aoi()
-    if searched is not None:
-        start, end = searched["datetime"]
-        params = RunParams(searched["aoi"], start, end, max_cloud=searched["max_cloud"],
-                           catalog=searched["catalog"], model=model)
-        where = f"the searched area ({st.session_state.get(state.AOI_SOURCE)})"
-    elif aoi is not None:
-        params = RunParams(aoi, *DEMO_DATES, catalog=catalog, model=model)
-        where = f"the {st.session_state.get(state.AOI_SOURCE)} area"
-    else:
-        params = RunParams(DEMO_AOI, *DEMO_DATES, catalog=catalog, model=model)
-        where = "the demo area (WorldCereal, Belgium)"
+    try:
+        if searched is not None:
+            start, end = searched["datetime"]
+            params = RunParams(searched["aoi"], start, end, max_cloud=searched["max_cloud"],
+                               catalog=searched["catalog"], model=model)
+            where = f"the searched area ({st.session_state.get(state.AOI_SOURCE)})"
+        elif aoi is not None:
+            params = RunParams(aoi, *DEMO_DATES, catalog=catalog, model=model)
+            where = f"the {st.session_state.get(state.AOI_SOURCE)} area"
+        else:
+            params = RunParams(DEMO_AOI, *DEMO_DATES, catalog=catalog, model=model)
+            where = "the demo area (WorldCereal, Belgium)"
+    except InvalidAOIError as exc:
+        st.error(f"Invalid area of interest: {exc}")
+        return None, "no usable area: change it on the Search page"
     return params, f"{where}, season {params.start:%Y-%m-%d} to {params.end:%Y-%m-%d}, catalog {params.catalog}"
 
 
@@ -65,9 +73,9 @@ def _store() -> OrderedDict[str, RunResult]:
 
 
 @st.cache_resource(show_spinner="Loading the model...")
-def load_model(name: str) -> tuple[Any, dict[str, Any]]:
+def load_model(name: str) -> tuple[nn.Module, ModelMeta]:
     """A shipped checkpoint, loaded once per server."""
-    return pipeline.load_model(name)
+    return load_checkpoint(name)
 
 
 @st.cache_data(show_spinner=False)
@@ -80,8 +88,8 @@ def dashboard_models() -> dict[str, str]:
         except CropcoreError as exc:  # a damaged file is left out of the list, not a crash of the page
             _log.warning("checkpoint %s left out: %s", name, exc)
             continue
-        if meta.get("time_axis", {}).get("kind") == "season_months":
-            models[name] = meta["model"]
+        if meta.time_axis.kind == "season_months":
+            models[name] = meta.architecture
     return models
 
 

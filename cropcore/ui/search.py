@@ -12,7 +12,7 @@ import streamlit as st
 from shapely.geometry import box, mapping
 from shapely.geometry.base import BaseGeometry
 
-from cropcore.aoi import MAX_GEOJSON_BYTES, geodesic_area_km2, normalize_aoi
+from cropcore.aoi import AOI, MAX_GEOJSON_BYTES
 from cropcore.errors import CropcoreError
 from cropcore.stac.catalog import SearchResult, search_items
 from cropcore.ui import state
@@ -75,7 +75,7 @@ def use_demo_area() -> None:
 
 def _geometry(aoi: dict[str, Any] | None) -> BaseGeometry | None:
     try:
-        return normalize_aoi(aoi) if aoi is not None else None
+        return AOI.parse(aoi).geometry if aoi is not None else None
     except CropcoreError:
         return None
 
@@ -87,12 +87,11 @@ def check_aoi(aoi: dict[str, Any] | None) -> bool:
                 "or use the demo area.")
         return False
     try:
-        geom = normalize_aoi(aoi)
+        parsed = AOI.parse(aoi)
     except CropcoreError as exc:
         st.error(f"Invalid area of interest: {exc}")
         return False
-    st.caption(f"Area of interest ({st.session_state.get(state.AOI_SOURCE)}): "
-               f"{geodesic_area_km2(geom) * 100:,.1f} ha")
+    st.caption(f"Area of interest ({st.session_state.get(state.AOI_SOURCE)}): {parsed.area_km2 * 100:,.1f} ha")
     return True
 
 

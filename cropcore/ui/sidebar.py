@@ -110,5 +110,5 @@ def session_summary() -> None:
         result = state.get_search()
         st.caption(f"Scenes found: {len(result.items)}" if result else "Scenes found: no search yet")
         run = state.get_run()
-        st.caption(f"Crop map: {run.meta.get('name')}, {run.axis[0]:%b %Y} to {run.axis[-1]:%b %Y}" if run
+        st.caption(f"Crop map: {run.meta.name}, {run.axis[0]:%b %Y} to {run.axis[-1]:%b %Y}" if run
                    else "Crop map: not made yet")

@@ -1,0 +1,56 @@
+"""How inference runs (:class:`InferenceOptions`, defaults written once) and what its outputs mean.
+
+The pipeline, the predict CLI, the dashboard and the benchmarks all take their defaults from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cropcore.errors import ConfigError
+
+#: Class value of pixels without any input data.
+NODATA = 255
+#: Height in pixels of the loaded cube's dask chunks (see :func:`cube_chunks`).
+CHUNK_ROWS = 512
+
+#: ``True``: bf16 on GPUs that support it (else fp16) and on CPUs with native bf16 (else fp32); or a precision
+#: by name (``"bf16"``, ``"fp16"``, ``"fp32"``); ``False`` = ``"fp32"``.
+AmpSpec = bool | str
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """Tiling, batching, devices and precision of :func:`~cropcore.inference.predict.predict_map`.
+
+    ``tile`` and ``overlap`` in pixels; tiles are read in column strips ``strip`` pixels wide (``None``: the
+    whole width), which bounds input memory; ``batch_size`` tiles per model call; ``devices``: ``"auto"``
+    (every CUDA device, else the CPU), ``"cpu"``, ``"cpu:N"`` or ``"cuda:0,cuda:1"``; ``amp``: see
+    :data:`AmpSpec`.
+    """
+
+    tile: int = 64
+    overlap: int = 16
+    strip: int | None = 512
+    batch_size: int = 4
+    devices: str | Sequence[str] = "auto"
+    amp: AmpSpec = True
+
+    def __post_init__(self) -> None:
+        if self.tile < 1 or not 0 <= self.overlap < self.tile:
+            raise ConfigError(f"need tile > overlap >= 0, got tile={self.tile}, overlap={self.overlap}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.strip is not None and self.strip < self.tile:
+            raise ConfigError(f"the strip width ({self.strip} px) must be at least the tile size ({self.tile} px)")
+
+
+def cube_chunks(options: InferenceOptions) -> dict[str, int]:
+    """Dask chunks of the loaded cube: as wide as the inference strips, :data:`CHUNK_ROWS` tall.
+
+    Inference then holds about two chunk rows of one strip of input at a time, whatever the AOI's size.
+    Tall chunks matter for speed: every chunk decodes whole COG blocks, so over 256 px blocks 112-row chunks
+    read 2.4x slower per pixel than 448-row chunks (benchmarks/README.md).
+    """
+    return {"y": CHUNK_ROWS, "x": options.strip or -1}

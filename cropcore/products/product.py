@@ -1,0 +1,107 @@
+"""The crop-map product: the one set of files a run exports, written by :func:`write_product`.
+
+The predict CLI writes it to a folder, the dashboard offers it as downloads (:func:`product_bytes`) and the
+benchmark times its writing; all three get the same files with the same contents:
+
+=====================  ==========================================================================
+``<name>.tif``         classes (uint8 COG, colour table, class names, run manifest; 255 = no data)
+``<name>_confidence``  probability of the predicted class (float32 COG; NaN = no data)
+``<name>_areas.csv``   pixels, hectares and percent per class
+``<name>_aoi.geojson`` the area of interest (lon/lat)
+``<name>.json``        the run manifest: scenes, model and checksum, parameters, versions, timings
+=====================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from cropcore.aoi import AOI
+from cropcore.errors import ConfigError
+from cropcore.inference.options import NODATA
+from cropcore.models.meta import ModelMeta
+from cropcore.products.export import MEMORY, write_cog, write_text_atomic
+from cropcore.products.stats import class_areas
+
+
+@dataclass(frozen=True)
+class ProductFile:
+    """One file of the product: its key, file-name suffix, and how to offer it for download."""
+
+    key: str
+    suffix: str
+    label: str
+    mime: str
+    help: str
+
+    def file_name(self, name: str) -> str:
+        return f"{name}{self.suffix}"
+
+
+FILES = (
+    ProductFile("map", ".tif", "Crop map (COG)", "image/tiff",
+                f"Classes as uint8 with a colour table, class names and the run manifest; {NODATA} = no data"),
+    ProductFile("confidence", "_confidence.tif", "Confidence (COG)", "image/tiff",
+                "Probability of the predicted class, float32, NaN = no data"),
+    ProductFile("areas", "_areas.csv", "Class areas (CSV)", "text/csv", "Pixels, hectares and percent per class"),
+    ProductFile("aoi", "_aoi.geojson", "Area of interest (GeoJSON)", "application/geo+json",
+                "The area the map covers, in lon/lat"),
+    ProductFile("manifest", ".json", "Run manifest (JSON)", "application/json",
+                "Scenes, model and checksum, parameters, versions, timings"),
+)
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is a plain file name (no folder, no ``..``, not hidden), else :class:`ConfigError`."""
+    if not name or name.startswith(".") or Path(name).name != name or "\\" in name:
+        raise ConfigError(f"the file name {name!r} must be a plain name without folders or '..' (e.g. 'cropmap')")
+    return name
+
+
+def _render(key: str, dst: Path | str, prediction: xr.Dataset, meta: ModelMeta, manifest: Mapping[str, Any],
+            aoi: AOI) -> bytes | Path:
+    """Write one file of the product to ``dst`` (a path, or :data:`MEMORY` for bytes)."""
+    tags = {"MANIFEST": manifest}
+    if key == "map":
+        return write_cog(prediction["class"], dst, class_names=meta.class_names, colormap=meta.colors, nodata=NODATA,
+                         tags=tags)
+    if key == "confidence":
+        return write_cog(prediction["confidence"], dst, tags={**tags, "DESCRIPTION": "max class probability"})
+    if key == "areas":
+        text = class_areas(prediction["class"], meta.class_names, nodata=NODATA).to_csv(index=False)
+    elif key == "aoi":
+        text = json.dumps(aoi.feature_collection())
+    else:
+        text = json.dumps(manifest, indent=2, default=str)
+    return text.encode() if dst == MEMORY else write_text_atomic(text, Path(dst))
+
+
+def product_bytes(prediction: xr.Dataset, meta: ModelMeta, *, manifest: Mapping[str, Any],
+                  aoi: AOI) -> dict[str, bytes]:
+    """Every file of the product in memory, by key (see :data:`FILES`)."""
+    return {f.key: _render(f.key, MEMORY, prediction, meta, manifest, aoi) for f in FILES}  # type: ignore[misc]
+
+
+def write_product(prediction: xr.Dataset, meta: ModelMeta, out: Path, *, manifest: Mapping[str, Any], aoi: AOI,
+                  name: str = "cropmap") -> dict[str, Path]:
+    """Write every file of the product into the folder ``out``; returns their paths by key.
+
+    ``name`` is a plain file name (no folder, no ``..``). Each file is written atomically; when one fails (or
+    the run is interrupted) the files this call already wrote are removed: all or nothing.
+    """
+    check_name(name)
+    written: dict[str, Path] = {}
+    try:
+        for f in FILES:
+            written[f.key] = _render(f.key, out / f.file_name(name), prediction, meta, manifest, aoi)  # type: ignore[assignment]
+    except BaseException:
+        for path in written.values():
+            path.unlink(missing_ok=True)
+        raise
+    return written
