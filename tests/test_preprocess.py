@@ -14,19 +14,17 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.ndimage import binary_dilation
 
+from cropcore.cube.indices import add_indices
+from cropcore.cube.normalise import NormStats, fit_norm_stats, normalize
 from cropcore.cube.preprocess import (
-    NormStats,
-    add_indices,
     bin_index,
     composite,
     composite_np,
     dilate,
     fill_gaps,
     fill_gaps_np,
-    fit_norm_stats,
     invalid_scl,
     mask_scl,
-    normalize,
     preprocess,
     time_axis,
     to_reflectance,

@@ -1,9 +1,12 @@
 """Datacubes: lazy loading with odc-stac (:mod:`.load`), preprocessing (:mod:`.preprocess`: reflectance, cloud
-masking, composites, gap filling, indices, normalisation) and where dask computes (:mod:`.dask_setup`)."""
+masking, composites, gap filling), spectral indices (:mod:`.indices`), model-input normalisation
+(:mod:`.normalise`) and where dask computes (:mod:`.dask_setup`)."""
 
 from cropcore.cube.dask_setup import compute
+from cropcore.cube.indices import INDICES, add_indices, spectral_index
 from cropcore.cube.load import AssetFailure, LoadResult, load_cube
-from cropcore.cube.preprocess import INDICES, NormStats, add_indices, preprocess, spectral_index, time_axis
+from cropcore.cube.normalise import NormStats
+from cropcore.cube.preprocess import preprocess, time_axis
 
 __all__ = [
     "INDICES",

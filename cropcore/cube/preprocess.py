@@ -1,37 +1,26 @@
-"""Pure preprocessing of Sentinel-2 cubes: reflectance, SCL masks, composites, gap filling, indices.
+"""Pure preprocessing of Sentinel-2 cubes: reflectance, SCL masks, composites, gap filling.
 
 Every function takes and returns xarray/numpy objects and stays lazy on dask-backed input. Cubes have dims
 ``(time, band, y, x)`` as made by :func:`cropcore.cube.load.load_cube`; :func:`preprocess` chains the steps
-into the model input: composited, gap-filled reflectance on a regular time axis.
+into the model input: composited, gap-filled reflectance on a regular time axis. Spectral indices are in
+:mod:`cropcore.cube.indices`, model-input normalisation in :mod:`cropcore.cube.normalise`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import dask.array as dska
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from cropcore.errors import ConfigError, ShapeError
+from cropcore.errors import ConfigError
 from cropcore.legend import S2_SCALE, SCL_INVALID
-
-if TYPE_CHECKING:
-    from cropcore.models.meta import ModelMeta
 
 #: Digital numbers that mean "no data" in Sentinel-2 L2A products, whatever the asset metadata says.
 S2_NODATA: tuple[int, ...] = (0, 65535)
-#: Normalised-difference indices: name -> (a, b) for (a - b) / (a + b).
-INDICES: dict[str, tuple[str, str]] = {
-    "NDVI": ("B08", "B04"),  # vegetation
-    "NDWI": ("B03", "B08"),  # open water (McFeeters)
-    "NDMI": ("B08", "B11"),  # canopy moisture
-}
 
 
 # --- reflectance and masks -------------------------------------------------------------------------------
@@ -338,97 +327,6 @@ def fill_gaps(cube: xr.DataArray, *, edges: str = "nearest") -> xr.DataArray:
         output_dtypes=[cube.dtype],
     )
     return out.transpose(*cube.dims)
-
-
-# --- indices and normalisation --------------------------------------------------------------------------
-
-def normalized_difference(cube: xr.DataArray, a: str, b: str) -> xr.DataArray:
-    """``(a - b) / (a + b)`` of two bands (NaN where the sum is 0)."""
-    missing = [x for x in (a, b) if x not in cube.coords["band"].values]
-    if missing:
-        raise ConfigError(f"the cube has no band {', '.join(missing)}: load it to compute this index")
-    va, vb = cube.sel(band=a, drop=True), cube.sel(band=b, drop=True)
-    total = va + vb
-    return ((va - vb) / total.where(total != 0)).astype("float32")
-
-
-def spectral_index(cube: xr.DataArray, name: str = "NDVI") -> xr.DataArray:
-    """One index of :data:`INDICES` (e.g. NDVI) of a ``(…, band, …)`` reflectance cube, without the band axis."""
-    if name not in INDICES:
-        raise ConfigError(f"unknown index {name!r}: choose from {', '.join(INDICES)}")
-    return normalized_difference(cube, *INDICES[name])
-
-
-def add_indices(cube: xr.DataArray, names: Sequence[str] = ("NDVI",)) -> xr.DataArray:
-    """Append spectral indices (see :data:`INDICES`) to the ``band`` dimension."""
-    unknown = [n for n in names if n not in INDICES]
-    if unknown:
-        raise ConfigError(f"unknown indices {unknown}: choose from {', '.join(INDICES)}")
-    extra = [spectral_index(cube, n).expand_dims(band=[n]) for n in names]
-    return xr.concat([cube, *[e.transpose(*cube.dims) for e in extra]], dim="band")
-
-
-@dataclass(frozen=True)
-class NormStats:
-    """Per-band mean and standard deviation, stored beside a model (JSON)."""
-
-    bands: tuple[str, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> NormStats:
-        raw = json.loads(text)
-        return cls(tuple(raw["bands"]), tuple(map(float, raw["mean"])), tuple(map(float, raw["std"])))
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json())
-
-    @classmethod
-    def load(cls, path: str | Path) -> NormStats:
-        return cls.from_json(Path(path).read_text())
-
-    @classmethod
-    def from_meta(cls, meta: ModelMeta) -> NormStats:
-        """The statistics stored in a checkpoint's metadata (its bands and normalisation)."""
-        return cls(tuple(meta.bands), meta.norm.mean, meta.norm.std)
-
-    def scale(self, values: np.ndarray, band_axis: int, *, inplace: bool = False) -> np.ndarray:
-        """``(values - mean) / std`` along ``band_axis`` as float32 (std 0 is taken as 1); numpy or dask.
-
-        ``inplace=True`` overwrites ``values`` (a float32 numpy array) instead of allocating a new one.
-        """
-        shape = [1] * values.ndim
-        shape[band_axis] = -1
-        mean = np.asarray(self.mean, dtype="float32").reshape(shape)
-        std = np.asarray(self.std, dtype="float32")
-        std = np.where(std > 0, std, 1).astype("float32").reshape(shape)
-        if inplace:
-            values -= mean
-            values /= std
-            return values
-        return ((values - mean) / std).astype("float32")
-
-
-def fit_norm_stats(cube: xr.DataArray) -> NormStats:
-    """Mean and std of each band over every other dimension, ignoring NaN (computes the cube)."""
-    dims = [d for d in cube.dims if d != "band"]
-    mean = cube.mean(dims, skipna=True).values
-    std = cube.std(dims, skipna=True).values
-    return NormStats(tuple(str(b) for b in cube["band"].values), tuple(map(float, mean)), tuple(map(float, std)))
-
-
-def normalize(cube: xr.DataArray, stats: NormStats) -> xr.DataArray:
-    """``(x - mean) / std`` per band (std 0 is taken as 1); the cube must hold every band of ``stats``."""
-    have = [str(b) for b in cube["band"].values]
-    missing = [b for b in stats.bands if b not in have]
-    if missing:
-        raise ShapeError(f"the cube lacks bands {missing} that the normalisation statistics need: load them")
-    cube = cube.sel(band=list(stats.bands))
-    return cube.copy(data=stats.scale(cube.data, cube.get_axis_num("band")))
 
 
 # --- pipeline -------------------------------------------------------------------------------------------

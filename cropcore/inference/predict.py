@@ -18,7 +18,7 @@ import torch
 import xarray as xr
 from torch import nn
 
-from cropcore.cube.preprocess import NormStats
+from cropcore.cube.normalise import NormStats
 from cropcore.errors import ConfigError
 from cropcore.inference.devices import Runner, WorkerPool, resolve_devices
 from cropcore.inference.options import InferenceOptions

@@ -10,7 +10,7 @@ import numpy as np
 import xarray as xr
 
 from cropcore.cube.dask_setup import compute
-from cropcore.cube.preprocess import NormStats
+from cropcore.cube.normalise import NormStats
 from cropcore.inference.tiling import Blender, Tile
 
 

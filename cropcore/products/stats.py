@@ -73,7 +73,7 @@ def phenology(
     same grid. Returns one row per (class, time): class_id, class, time, median, q25, q75, pixels (the
     class's mapped pixels; NaN observations are skipped in the quantiles).
     """
-    from cropcore.cube.preprocess import spectral_index
+    from cropcore.cube.indices import spectral_index
 
     classes = np.asarray(class_map.values)
     if classes.shape != (reflectance.sizes["y"], reflectance.sizes["x"]):

@@ -112,6 +112,6 @@ def xy_at(da: xr.DataArray, lat: float, lon: float) -> tuple[float, float] | Non
 
 def pixel_ndvi(reflectance: xr.DataArray, x: float, y: float) -> np.ndarray:
     """The NDVI time series of the pixel at (x, y) (coordinates of the cube's grid, e.g. from :func:`xy_at`)."""
-    from cropcore.cube.preprocess import spectral_index
+    from cropcore.cube.indices import spectral_index
 
     return np.asarray(spectral_index(reflectance.sel(x=[x], y=[y]), "NDVI").values).reshape(-1)
