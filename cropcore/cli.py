@@ -14,9 +14,8 @@ import logging
 import sys
 import traceback
 
+from cropcore import commands
 from cropcore.errors import CatalogUnavailableError, CropcoreError, NoItemsFoundError
-
-COMMANDS = ("catalog", "search", "predict", "train", "evaluate", "bench")
 
 EXIT_USER_ERROR = 2
 EXIT_NO_SCENES = 3
@@ -39,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cropcore", description="Crop mapping from Sentinel-2 time series.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show details and tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
+    for name in commands.__all__:
         importlib.import_module(f"cropcore.commands.{name}").register(sub)
     return parser
 
