@@ -32,6 +32,7 @@ from cropcore.inference.options import InferenceOptions, cube_chunks
 from cropcore.models import load_checkpoint
 from cropcore.models.meta import ModelMeta
 from cropcore.progress import Progress, silent, span
+from cropcore.stac.bands import asset_key
 from cropcore.stac.catalog import SearchResult, search_items
 
 DEFAULT_MODEL = "tempcnn_worldcereal"
@@ -152,11 +153,16 @@ def run(
     found = search_items(params.aoi, (axis[0].strftime("%Y-%m-%d"), season_end), max_cloud=params.max_cloud,
                          catalog=params.catalog, collections=params.collections)
     timings["search"] = time.perf_counter() - t0
+    level_1c = [item.id for item in found.items if item.properties.get("s2:product_type") == "S2MSI1C"
+                or item.properties.get("processing:level") == "L1C"]
+    if level_1c:
+        raise ConfigError(f"{', '.join(level_1c)} are Level-1C (top of atmosphere); the crop models need Level-2A "
+                          "surface reflectance: search Level-2A collections only, or add the Level-2A products instead")
 
     t0 = time.perf_counter()
     report(0.1, f"loading {len(found.items)} scenes")
     bands = list(meta.bands)
-    has_scl = all("SCL" in item.assets for item in found.items)
+    has_scl = all(asset_key(item, "SCL") is not None for item in found.items)  # "SCL", "scl", "SCL_20m", ...
     loaded = load_cube(found.items, [*bands, "SCL"] if has_scl else bands, aoi=params.aoi,
                        resolution=params.resolution, chunks=cube_chunks(params.inference))
     timings["load"] = time.perf_counter() - t0

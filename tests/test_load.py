@@ -16,9 +16,10 @@ from rasterio.warp import transform_geom
 from rasterio.windows import from_bounds
 from shapely.geometry import box, mapping, shape
 
-from cropcore.cube.load import boa_offset, load_cube, utm_crs
-from cropcore.cube.preprocess import composite, to_reflectance
+from cropcore.cube.load import latest_processing, load_cube, utm_crs
+from cropcore.cube.preprocess import composite, preprocess, to_reflectance
 from cropcore.errors import ConfigError, NoItemsFoundError
+from cropcore.legend import S2_BANDS
 from cropcore.settings import data_dir
 from cropcore.stac.catalog import search_items
 
@@ -120,7 +121,8 @@ def test_truncated_cog_is_reported_and_the_rest_loads(wc_items, tmp_path, keep, 
 
 
 def _half_item(item: pystac.Item, band: str, folder: Path, side: str) -> pystac.Item:
-    """A new item holding the west or east half of ``band`` of ``item`` (same grid, same date)."""
+    """A new item holding the west or east half of ``band`` of ``item`` (same grid, same date), as if the
+    halves were two MGRS tiles (the east one gets the tile next door, 33UVP)."""
     with rasterio.open(_path(item.assets[band].href)) as src:
         half = src.width // 2
         col0, width = (0, half) if side == "west" else (half, src.width - half)
@@ -138,6 +140,8 @@ def _half_item(item: pystac.Item, band: str, folder: Path, side: str) -> pystac.
     geom = transform_geom(crs, "EPSG:4326", mapping(box(*bounds)))
     new = item.clone()
     new.id = f"{item.id}-{side}"
+    if side == "east":
+        new.properties["grid:code"] = "MGRS-33UVP"
     new.geometry, new.bbox = geom, list(shape(geom).bounds)
     new.properties["proj:shape"] = [src.height, width]
     new.properties["proj:transform"] = list(transform)[:6]
@@ -181,19 +185,108 @@ def test_utm_crs_of_centroid_and_zone_border():
     assert utm_crs(box(11.7, 50.0, 12.1, 50.1)).to_epsg() == 32632
 
 
-def test_boa_offset_from_processing_baseline():
-    assert boa_offset({"s2:processing_baseline": "04.00"}) == 1000
-    assert boa_offset({"s2:processing_baseline": "05.09"}) == 1000
-    assert boa_offset({"s2:processing_baseline": "03.01"}) == 0
-    assert boa_offset({}) == 0
-    assert boa_offset({"s2:processing_baseline": "05.00", "earthsearch:boa_offset_applied": True}) == 0
-
-
-def test_boa_offset_becomes_a_time_coordinate(wc_items):
+def test_each_items_radiometry_becomes_time_and_band_coordinates(wc_items):
     items = [i.clone() for i in wc_items[:2]]
-    items[1].properties["s2:processing_baseline"] = "04.00"
-    cube = load_cube(items, ["B02"]).cube
-    assert list(cube["boa_offset"].values) == [0, 1000]
+    items[1].assets["B03"].extra_fields["raster:bands"][0]["offset"] = -0.1
+    cube = load_cube(items, ["B02", "B03"]).cube
+    np.testing.assert_array_equal(cube["scale"].values, [[1e-4, 1e-4], [1e-4, 1e-4]])
+    np.testing.assert_array_equal(cube["offset"].values, [[0.0, 0.0], [0.0, -0.1]])
+    np.testing.assert_array_equal(cube["nodata"].values, [[65535, 65535], [65535, 65535]])
+
+
+# The demo scenes re-described as three public catalogs describe their items (see tests/test_bands.py for the
+# real items each layout is modelled on), with DNs carrying the +1000 offset of processing baseline 04.00 and
+# later, so that the physical reflectance is the same. The pixels stay on the sample's 10 m grid.
+CONVENTIONS = {
+    "earth-search": {"B02": "blue", "B03": "green", "B04": "red", "B05": "rededge1", "B06": "rededge2",
+                     "B07": "rededge3", "B08": "nir", "B11": "swir16", "B12": "swir22"},
+    "planetary-computer": {b: b for b in WC_BANDS},
+    "cdse": {b: f"{b}_{S2_BANDS[b].resolution}m" for b in WC_BANDS},
+}
+
+
+def _shifted_cog(src_path: str, dst: Path) -> None:
+    """The COG at ``src_path`` with every valid DN + 1000 and no-data 0 (the embedded catalog's 65535 and 0)."""
+    with rasterio.open(src_path) as src:
+        data, profile = src.read(1), dict(src.profile, driver="COG", blocksize=256, nodata=0)
+    for key in ("blockxsize", "blockysize", "tiled", "interleave"):
+        profile.pop(key, None)
+    valid = (data != 0) & (data != 65535)
+    assert (data[valid] < 65535 - 1000).all()
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(np.where(valid, data.astype("uint32") + 1000, 0).astype("uint16"), 1)
+
+
+def _described(item: pystac.Item, folder: Path, convention: str) -> pystac.Item:
+    """``item`` (embedded catalog) as ``convention`` describes its items, with DN + 1000 COGs in ``folder``."""
+    new = item.clone()
+    new.assets = {}
+    if convention == "earth-search":
+        new.properties |= {"s2:processing_baseline": "05.09", "earthsearch:boa_offset_applied": True}
+    elif convention == "planetary-computer":
+        new.properties |= {"s2:processing_baseline": "05.10", "s2:mgrs_tile": "31UFS"}
+    else:
+        new.properties |= {"processing:version": "05.11"}
+    for band, key in CONVENTIONS[convention].items():
+        asset, meta = item.assets[band], S2_BANDS[band]
+        path = folder / convention / item.id / f"{key}.tif"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _shifted_cog(_path(asset.href), path)
+        fields = {k: v for k, v in asset.extra_fields.items() if k.startswith("proj:")}
+        if convention == "earth-search":  # eo:bands names equal to the keys, raster:bands scale and offset
+            fields |= {"eo:bands": [{"name": key, "common_name": meta.common_name,
+                                     "center_wavelength": meta.center_wavelength}],
+                       "raster:bands": [{"nodata": 0, "data_type": "uint16", "scale": 0.0001, "offset": -0.1}]}
+        elif convention == "planetary-computer":  # eo:bands, no raster:bands: the processing baseline decides
+            fields |= {"eo:bands": [{"name": band, "common_name": meta.common_name}]}
+        else:  # STAC 1.1: bands, and raster:scale / raster:offset / nodata on the asset
+            fields |= {"bands": [{"name": band, "eo:common_name": meta.common_name}], "nodata": 0,
+                       "data_type": "uint16", "raster:scale": 0.0001, "raster:offset": -0.1}
+        new.add_asset(key, pystac.Asset(path.as_uri(), media_type=pystac.MediaType.COG, roles=["data", "reflectance"],
+                                        extra_fields=fields))
+    return new
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_the_demo_scenes_in_a_public_catalogs_conventions_give_the_same_reflectance(wc_items, tmp_path,
+                                                                                     convention):
+    described = [_described(item, tmp_path, convention) for item in wc_items]
+    embedded, public = load_cube(wc_items, WC_BANDS), load_cube(described, WC_BANDS)
+    assert public.failures == [] and list(public.cube["band"].values) == WC_BANDS
+    assert (public.cube.values != embedded.cube.values).any()  # other DNs, other metadata ...
+    for step in (to_reflectance, preprocess):  # ... the same reflectance, observed and composited
+        expected, got = step(embedded.cube).values, step(public.cube).values
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+
+
+def test_an_acquisition_processed_twice_is_loaded_once_the_newest(wc_items, tmp_path):
+    twice = wc_items[3]
+    old, new = twice.clone(), twice.clone()
+    old.id, new.id = f"{twice.id}-N0400", f"{twice.id}-N0500"
+    old.properties["s2:processing_baseline"], new.properties["s2:processing_baseline"] = "04.00", "05.00"
+    for asset in old.assets.values():  # would be listed as unreadable if it were loaded
+        asset.href = (tmp_path / "gone.tif").as_uri()
+    items = [*wc_items[:3], new, old, *wc_items[4:]]
+    assert latest_processing(items) == [*wc_items[:3], new, *wc_items[4:]]
+    result = load_cube(items, ["B04"])
+    assert result.cube.sizes["time"] == 12 and result.failures == []
+    np.testing.assert_array_equal(result.cube.values[:, 0], _netcdf_reference()[:, WC_BANDS.index("B04")])
+
+
+def test_tiles_of_one_day_in_different_radiometry_are_not_mosaicked_as_dns(ftw_items, tmp_path):
+    """Two halves of a scene, the east one with DN + 1000 and offset -0.1: two time steps, one reflectance."""
+    item = ftw_items[0]
+    west, east = (_half_item(item, "B08", tmp_path, side) for side in ("west", "east"))
+    east_path = tmp_path / "east-shifted.tif"
+    _shifted_cog(_path(east.assets["B08"].href), east_path)
+    east.assets["B08"].href = east_path.as_uri()
+    east.assets["B08"].extra_fields["raster:bands"] = [{"nodata": 0, "scale": 0.0001, "offset": -0.1}]
+    aoi = (13.125, 48.282, 13.15, 48.30)
+    halves = load_cube([west, east], ["B08"], aoi=aoi, crs="EPSG:32633").cube
+    whole = load_cube([item], ["B08"], aoi=aoi, crs="EPSG:32633").cube
+    assert halves.sizes["time"] == 2
+    np.testing.assert_array_equal(composite(to_reflectance(halves)).median.values, to_reflectance(whole).values)
 
 
 def test_header_check_reports_progress(wc_items):

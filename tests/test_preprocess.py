@@ -43,11 +43,15 @@ def _cube(values: np.ndarray, times: list[str], bands: list[str] = BANDS) -> xr.
 
 # --- reflectance ----------------------------------------------------------------------------------------
 
-def test_reflectance_subtracts_the_boa_offset_per_time_and_masks_nodata():
+def _radiometry(cube: xr.DataArray, scale: list[float], offset: list[float], nodata: list[float]) -> xr.DataArray:
+    """``cube`` with per-time scale and offset and per-band no-data, as load_cube sets them."""
+    return cube.assign_coords(scale=("time", scale), offset=("time", offset), nodata=("band", nodata))
+
+
+def test_reflectance_is_dn_times_scale_plus_offset_per_time_and_masks_nodata():
     dn = np.array([1500, 0, 65535, 3000], dtype="uint16").reshape(1, 1, 2, 2)
     cube = _cube(np.concatenate([dn, dn]), ["2022-01-01", "2022-02-01"], ["B04"])
-    cube = cube.assign_coords(boa_offset=("time", [0, 1000]), nodata=("band", [65535.0]))
-    refl = to_reflectance(cube).values
+    refl = to_reflectance(_radiometry(cube, [1e-4, 1e-4], [0.0, -0.1], [65535.0])).values
     np.testing.assert_allclose(refl[0, 0], [[0.15, np.nan], [np.nan, 0.30]], rtol=1e-6)
     np.testing.assert_allclose(refl[1, 0], [[0.05, np.nan], [np.nan, 0.20]], rtol=1e-6)
     assert refl.dtype == np.float32
@@ -57,12 +61,32 @@ def test_reflectance_subtracts_the_boa_offset_per_time_and_masks_nodata():
 def test_reflectance_of_every_digital_number_is_the_float64_formula_rounded_once(chunks):
     dn = np.arange(2**16, dtype="uint16").reshape(1, 1, 256, 256)
     cube = _cube(np.concatenate([dn, dn]), ["2022-01-01", "2022-02-01"], ["B04"])
-    cube = cube.assign_coords(boa_offset=("time", np.array([0, 1000], "int32")), nodata=("band", [65535.0]))
+    cube = _radiometry(cube, [1e-4, 1e-4], [0.0, -0.1], [65535.0])  # -0.1 at scale 1e-4: 1000 DN
     refl = to_reflectance(cube.chunk(chunks) if chunks else cube).values
     offset = np.array([0, 1000]).reshape(2, 1, 1, 1)
     expected = ((dn.astype("float64") - offset) * np.float64(np.float32(1e-4))).astype("float32")
     expected[:, :, 0, 0] = expected[:, :, -1, -1] = np.nan  # DN 0 and 65535
     np.testing.assert_array_equal(refl, expected)
+
+
+def test_reflectance_per_time_and_band_with_any_scale_and_missing_bands():
+    """Scale and offset per (time, band); an offset that is no whole DN; NaN scale: no item had the band."""
+    dn = np.full((2, 2, 1, 3), 12000, dtype="uint16")
+    cube = _cube(dn, ["2022-01-01", "2022-02-01"], ["B04", "B08"]).assign_coords(
+        scale=(("time", "band"), [[2.75e-5, 1e-4], [1e-4, np.nan]]),
+        offset=(("time", "band"), [[-0.2, -0.1], [0.0, np.nan]]),
+        nodata=(("time", "band"), [[0.0, 0.0], [np.nan, 12000.0]]))
+    refl = to_reflectance(cube.chunk({"time": 1})).values
+    np.testing.assert_allclose(refl[0, 0], 12000 * 2.75e-5 - 0.2, rtol=1e-6)
+    np.testing.assert_allclose(refl[0, 1], 1.1, rtol=1e-6)
+    np.testing.assert_allclose(refl[1, 0], 1.2, rtol=1e-6)
+    assert np.isnan(refl[1, 1]).all()
+
+
+def test_reflectance_needs_the_cubes_scale_and_offset():
+    cube = _cube(np.ones((1, 1, 2, 2), "uint16"), ["2022-01-01"], ["B04"])
+    with pytest.raises(ConfigError, match="scale or offset"):
+        to_reflectance(cube)
 
 
 # --- masks ----------------------------------------------------------------------------------------------
@@ -303,12 +327,12 @@ def test_pipeline_masks_composites_and_fills():
     scl = np.full((3, 1, 2, 2), 4, dtype="uint16")
     scl[1, 0, 0, 0] = 9  # cloud on the second date at one pixel
     cube = _cube(np.concatenate([dn, scl], axis=1), times, ["B04", "B08", "SCL"]).chunk({"time": 1})
-    cube = cube.assign_coords(boa_offset=("time", [0, 0, 1000]))
+    cube = cube.assign_coords(scale=("time", [1e-4] * 3), offset=("time", [0.0, 0.0, -0.1]))
     out = preprocess(cube, freq="monthly")
     assert out.dims == ("time", "band", "y", "x") and list(out["band"].values) == ["B04", "B08"]
     values = out.values
     assert list(out["time"].dt.month.values) == [3, 4, 5]
     np.testing.assert_allclose(values[0, :, 0, 0], 0.2)  # cloudy observation dropped
     np.testing.assert_allclose(values[0, :, 1, 1], 0.25)  # median of 0.2 and 0.3
-    np.testing.assert_allclose(values[2], 0.1)  # baseline 04.00 offset removed
+    np.testing.assert_allclose(values[2], 0.1)  # the -0.1 offset of the third date applied
     assert not np.isnan(values).any()  # April filled from March and May

@@ -10,15 +10,24 @@ Output CRS: ``crs="utm"`` picks the UTM zone of the AOI centroid (plain 6° zone
 centroid's latitude). An AOI spanning two zones is loaded entirely in the centroid's zone: the part in the
 neighbouring zone is reprojected, which keeps one regular grid at the cost of a small scale distortion
 (< 0.1 % within 3° of the zone edge). Pass an explicit ``crs`` (e.g. ``"EPSG:32633"``) to choose another.
+
+Bands are canonical (``B04``, ``SCL``) whatever the catalog calls them: each item's assets are resolved with
+:mod:`cropcore.stac.bands`, and each item's own radiometry travels with the cube as ``scale``, ``offset``
+and ``nodata`` coordinates per ``(time, band)``. Items are mosaicked per solar day (several MGRS tiles of
+one day become one time step) unless their radiometry differs, and an acquisition processed twice (the same
+tile and sensing time, e.g. reprocessed with a newer baseline) is loaded once: the newest processing
+(:func:`latest_processing`).
 """
 
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import dask.array as da
@@ -43,15 +52,21 @@ from shapely.geometry.base import BaseGeometry
 
 from cropcore.aoi import AOI, AOILike
 from cropcore.errors import ConfigError, NoItemsFoundError
-from cropcore.legend import S2_BOA_OFFSET
 from cropcore.progress import Progress
+from cropcore.stac.bands import (
+    CATEGORICAL_BANDS,
+    Radiometry,
+    asset_key,
+    data_type,
+    processing_baseline,
+    radiometry,
+    unresolved_error,
+)
 
 #: Default dask chunk: one time step, 1024 x 1024 pixels (2 MiB of uint16 per band).
 DEFAULT_CHUNKS: dict[str, int] = {"time": 1, "x": 1024, "y": 1024}
-#: Bands that are categorical and must never be interpolated.
-CATEGORICAL_BANDS = ("SCL",)
-#: Item property (added while loading) holding the BOA offset to subtract, loaded as a ``time`` coordinate.
-BOA_OFFSET_PROPERTY = "cropcore:boa_offset"
+#: Items of one MGRS tile sensed less than this apart are one acquisition (processed more than once).
+SAME_ACQUISITION = timedelta(seconds=60)
 
 _READ_ERRORS = (rasterio.errors.RasterioError, CPLE_BaseError, OSError)
 
@@ -156,10 +171,12 @@ class _RecordingDriver(RioDriver):
 class LoadResult:
     """A lazy cube and the assets that could not be read.
 
-    ``cube``: uint16 digital numbers, dims ``(time, band, y, x)``, coordinate ``nodata`` per band and
-    ``boa_offset`` per time step (see :func:`boa_offset`). ``failures`` lists unreadable assets found so
-    far: those whose header could not be opened at load time, plus any read that fails while the cube is
-    computed in this process.
+    ``cube``: digital numbers (uint16 for Sentinel-2), dims ``(time, band, y, x)`` with canonical band
+    names, and coordinates ``scale``, ``offset`` (reflectance = DN * scale + offset) and ``nodata`` per
+    ``(time, band)`` from each item's metadata (:func:`cropcore.stac.bands.radiometry`; NaN scale and offset
+    where no item of that time step has the band). ``failures`` lists unreadable assets found so far: those
+    whose header could not be opened at load time, plus any read that fails while the cube is computed in this
+    process; an asset is named by its canonical band.
     """
 
     cube: xr.DataArray
@@ -178,26 +195,50 @@ def utm_crs(geom: BaseGeometry) -> CRS:
     return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
 
 
-def _parse_baseline(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
+def _nominal(item: pystac.Item) -> datetime | None:
+    return item.datetime or item.common_metadata.start_datetime
 
 
-def boa_offset(properties: Mapping[str, Any]) -> int:
-    """BOA offset (DN) to subtract from an L2A scene with these STAC properties before scaling.
+_TILE = re.compile(r"^(?:MGRS-)?T?(\d{1,2})([C-X][A-Z]{2})$")
 
-    Processing baseline 04.00 and later add :data:`S2_BOA_OFFSET` to every L2A digital number. Scenes
-    without ``s2:processing_baseline`` (composites, L1C, older catalogs) and scenes a provider already
-    harmonised (``earthsearch:boa_offset_applied``) get 0.
+
+def _tile(item: pystac.Item) -> str | None:
+    """The item's MGRS tile (``31UFS``) from ``grid:code``, ``s2:mgrs_tile`` or the ``mgrs:*`` fields."""
+    props = item.properties
+    parts = [props.get(k) for k in ("mgrs:utm_zone", "mgrs:latitude_band", "mgrs:grid_square")]
+    joined = "".join(str(p) for p in parts) if all(p is not None for p in parts) else None
+    for code in (props.get("grid:code"), props.get("s2:mgrs_tile"), joined):
+        match = _TILE.match(str(code or ""))
+        if match:
+            return f"{int(match.group(1)):02d}{match.group(2)}"
+    return None
+
+
+def _newness(item: pystac.Item) -> tuple[float, str, str]:
+    generated = next((str(item.properties[k]) for k in ("s2:generation_time", "processing:datetime", "updated",
+                                                        "created") if item.properties.get(k)), "")
+    baseline = processing_baseline(item)
+    return (-1.0 if baseline is None else baseline, generated, item.id)
+
+
+def latest_processing(items: Sequence[pystac.Item]) -> list[pystac.Item]:
+    """``items`` (in their order) without older processings of the same acquisition.
+
+    Items of one MGRS tile sensed less than :data:`SAME_ACQUISITION` apart are one acquisition processed more
+    than once (e.g. reprocessed with a newer baseline): only the one with the highest processing baseline is
+    kept (then the latest generation time, then the last id). Items without a tile or date are all kept.
     """
-    if properties.get("earthsearch:boa_offset_applied"):
-        return 0
-    baseline = _parse_baseline(properties.get("s2:processing_baseline"))
-    if baseline is None or baseline < 4.0:
-        return 0
-    return S2_BOA_OFFSET
+    tiles, times = [_tile(i) for i in items], [_nominal(i) for i in items]
+    dated = sorted((i for i in range(len(items)) if tiles[i] and times[i]), key=lambda i: (tiles[i], times[i]))
+    groups: list[list[int]] = []
+    for i in dated:
+        last = groups[-1][-1] if groups else None
+        if last is not None and tiles[last] == tiles[i] and times[i] - times[last] < SAME_ACQUISITION:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    dropped = {i for group in groups for i in group if i != max(group, key=lambda j: _newness(items[j]))}
+    return [item for i, item in enumerate(items) if i not in dropped]
 
 
 def _item_hrefs(
@@ -253,14 +294,44 @@ def _resampling(bands: Sequence[str], resampling: str | Mapping[str, str]) -> di
     return {b: resampling.get(b, "nearest" if b in CATEGORICAL_BANDS else "bilinear") for b in bands}
 
 
-def _with_offsets(items: Sequence[pystac.Item]) -> list[pystac.Item]:
-    """Copies of ``items`` carrying their BOA offset as a numeric property odc-stac can load."""
-    out = []
-    for item in items:
-        copy = item.clone()
-        copy.properties[BOA_OFFSET_PROPERTY] = boa_offset(item.properties)
-        out.append(copy)
-    return out
+def _canonical(item: pystac.Item, keys: Mapping[str, str], looks: Mapping[str, Radiometry]) -> pystac.Item:
+    """A copy of ``item`` holding only the assets ``keys`` names, under their canonical band names.
+
+    Each keeps its href, media type, roles and ``proj:*`` fields; its ``raster:bands`` gives odc-stac the pixel
+    type and no-data value only (scale and offset travel as cube coordinates).
+    """
+    copy = item.clone()
+    copy.assets = {}
+    for band, key in keys.items():
+        asset, nodata = item.assets[key], looks[band].nodata
+        fields: dict[str, Any] = {k: v for k, v in asset.extra_fields.items() if k.startswith("proj:")}
+        fields["raster:bands"] = [{"data_type": data_type(item, band)} | ({} if nodata is None else {"nodata": nodata})]
+        copy.add_asset(band, pystac.Asset(asset.href, media_type=asset.media_type, roles=asset.roles,
+                                          extra_fields=fields))
+    return copy
+
+
+def _solar_day(item: pystac.Item, lon: float) -> date:
+    """The item's date in solar time at longitude ``lon`` (in whole hours, as odc-stac's ``solar_day``)."""
+    when = _nominal(item)
+    if when is None:
+        raise ConfigError(f"item {item.id} has no datetime: it cannot be placed on the time axis")
+    return (when + timedelta(hours=int(lon / 15))).date()
+
+
+def _coords(steps: Sequence[Sequence[Radiometry | None]], fill: Sequence[float | None]) -> dict[str, Any]:
+    """``scale``, ``offset`` and ``nodata`` per ``(time, band)`` from each time step's radiometry per band.
+
+    A band no item of a step has (None) gets NaN scale and offset; a band without a no-data value in its
+    metadata gets the cube's fill value ``fill`` (NaN if none).
+    """
+    scale = [[np.nan if r is None else r.scale for r in step] for step in steps]
+    offset = [[np.nan if r is None else r.offset for r in step] for step in steps]
+    nodata = [[r.nodata if r is not None and r.nodata is not None else np.nan if f is None else f
+               for r, f in zip(step, fill, strict=True)] for step in steps]
+    shape = (len(steps), len(fill))
+    return {name: (("time", "band"), np.asarray(table, dtype="float64").reshape(shape))
+            for name, table in (("scale", scale), ("offset", offset), ("nodata", nodata))}
 
 
 def _inline_setup(arr: da.Array) -> da.Array:
@@ -288,30 +359,33 @@ def load_cube(
     crs: str | CRS | int = "utm",
     resolution: float = 10,
     chunks: Mapping[str, int] | None = None,
-    groupby: str = "solar_day",
     resampling: str | Mapping[str, str] = "bilinear",
     check: bool = True,
     patch_url: Callable[[str], str] | None = None,
     progress: Progress | None = None,
 ) -> LoadResult:
-    """Load ``bands`` of ``items`` as a lazy ``(time, band, y, x)`` cube clipped to the AOI's bounds.
+    """Load canonical ``bands`` of ``items`` as a lazy ``(time, band, y, x)`` cube clipped to the AOI's bounds.
 
-    ``aoi``: an :class:`~cropcore.aoi.AOI` or anything :meth:`~cropcore.aoi.AOI.parse` accepts (default: the
-    union of the items' footprints). ``crs``: ``"utm"`` (zone of the AOI centroid, see the module docstring) or any CRS.
-    ``chunks``: dask chunk sizes (default :data:`DEFAULT_CHUNKS`). ``resampling``: one method for every
-    band or a per-band mapping; categorical bands (SCL) default to ``nearest``. ``check``: open every
-    asset header first so unreadable assets are listed before anything is computed. ``patch_url`` signs
-    or rewrites hrefs (e.g. ``planetary_computer.sign``). ``progress(fraction, message)`` follows the
+    ``bands``: canonical names (``B04``, ``SCL``), resolved per item (:func:`cropcore.stac.bands.asset_key`);
+    a band no item has is a :class:`ConfigError`, an item lacking a band others have is listed in the
+    failures. ``aoi``: an :class:`~cropcore.aoi.AOI` or anything :meth:`~cropcore.aoi.AOI.parse` accepts
+    (default: the union of the items' footprints). ``crs``: ``"utm"`` (zone of the AOI centroid, see the module
+    docstring) or any CRS. ``chunks``: dask chunk sizes (default :data:`DEFAULT_CHUNKS`). ``resampling``: one
+    method for every band or a per-band mapping; categorical bands (SCL) default to ``nearest``. ``check``:
+    open every asset header first so unreadable assets are listed before anything is computed. ``patch_url``
+    signs or rewrites hrefs (e.g. ``planetary_computer.sign``). ``progress(fraction, message)`` follows the
     header check.
     """
-    items = list(items)
+    items = latest_processing(list(items))
     if not items:
         raise NoItemsFoundError("no items to load: search a wider area or date range first")
     bands = list(dict.fromkeys(bands))
-    available = sorted({key for item in items for key in item.assets})
-    unknown = [b for b in bands if b not in available]
-    if not bands or unknown:
-        raise ConfigError(f"unknown bands {unknown or bands}: the items hold {', '.join(available)}")
+    if not bands:
+        raise ConfigError("no bands to load: name at least one, e.g. ['B04', 'B08']")
+    keys = [{b: key for b in bands if (key := asset_key(item, b)) is not None} for item in items]
+    unknown = [b for b in bands if not any(b in k for k in keys)]
+    if unknown:
+        raise unresolved_error(items[0], unknown)
     if aoi is None:
         geom = shapely.union_all([shape(item.geometry) for item in items if item.geometry])
         geopolygon = None
@@ -323,28 +397,30 @@ def load_cube(
         raise ConfigError(f"resolution must be positive (metres), got {resolution}")
     chunk_spec = dict(DEFAULT_CHUNKS if chunks is None else chunks)
 
-    hrefs = _item_hrefs(items, bands, patch_url)
+    looks = [{b: radiometry(item, b) for b in k} for item, k in zip(items, keys, strict=True)]
+    canonical = [_canonical(item, k, look) for item, k, look in zip(items, keys, looks, strict=True)]
+    hrefs = _item_hrefs(canonical, bands, patch_url)
     log = FailureLog(hrefs)
-    for item in items:  # an item lacking a band some other item has: that band stays nodata there
+    for item, k in zip(items, keys, strict=True):  # a band some other item has: it stays nodata here
         for band in bands:
-            if band not in item.assets:
+            if band not in k:
                 log.add(item.id, band, f"the item has no {band} asset")
     if check:
         check_assets(hrefs, log, progress=progress)
+    # one time step per solar day and radiometry: items are only mosaicked when their DNs mean the same
+    per_band = [tuple(look.get(b) for b in bands) for look in looks]
+    steps = [(_solar_day(item, geom.centroid.x), repr(look)) for item, look in zip(items, per_band, strict=True)]
     ds = odc.stac.load(
-        _with_offsets(items), bands, geopolygon=geopolygon, crs=out_crs, resolution=resolution,
-        chunks=chunk_spec, groupby=groupby, resampling=_resampling(bands, resampling), fail_on_error=False,
-        patch_url=patch_url, driver=_RecordingDriver(log), with_properties=[BOA_OFFSET_PROPERTY],
+        canonical, bands, geopolygon=geopolygon, crs=out_crs, resolution=resolution, chunks=chunk_spec,
+        groupby=lambda _item, _parsed, idx: steps[idx], resampling=_resampling(bands, resampling),
+        fail_on_error=False, patch_url=patch_url, driver=_RecordingDriver(log),
     )
     for band in bands:
         ds[band] = ds[band].copy(data=_inline_setup(ds[band].data))
-    offsets = ds[BOA_OFFSET_PROPERTY.replace(":", "_")]
-    nodata = [ds[b].attrs.get("nodata") for b in bands]
-    cube = (
-        ds[bands].to_dataarray("band").transpose("time", "band", "y", "x")
-        .assign_coords(boa_offset=("time", np.asarray(offsets.values, dtype="int32")),
-                       nodata=("band", np.asarray([np.nan if v is None else v for v in nodata], dtype="float64")))
-    )
+    look_of = dict(zip(steps, per_band, strict=True))
+    fill = [ds[b].attrs.get("nodata") for b in bands]
+    cube = (ds[bands].to_dataarray("band").transpose("time", "band", "y", "x")
+            .assign_coords(_coords([look_of[step] for step in sorted(look_of)], fill)))
     cube.name = "dn"
     cube.attrs = {"units": "DN"}
     return LoadResult(cube, log)

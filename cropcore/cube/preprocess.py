@@ -17,27 +17,37 @@ import pandas as pd
 import xarray as xr
 
 from cropcore.errors import ConfigError
-from cropcore.legend import S2_SCALE, SCL_INVALID
+from cropcore.legend import SCL_INVALID
 
 #: Digital numbers that mean "no data" in Sentinel-2 L2A products, whatever the asset metadata says.
 S2_NODATA: tuple[int, ...] = (0, 65535)
+#: Coordinates of a loaded cube that say how to read its DNs, per ``(time, band)`` (see
+#: :func:`to_reflectance`); they do not describe reflectance and are dropped with the conversion.
+RADIOMETRY_COORDS: tuple[str, ...] = ("scale", "offset", "nodata")
 
 
 # --- reflectance and masks -------------------------------------------------------------------------------
 
 def _reflectance_np(
-    dn: np.ndarray, offset: np.ndarray | float, band_nodata: np.ndarray | float, invalid: np.ndarray | bool, *,
-    scale: float, nodata: Sequence[float],
+    dn: np.ndarray, scale: np.ndarray | float, offset: np.ndarray | float, band_nodata: np.ndarray | float,
+    invalid: np.ndarray | bool, *, nodata: Sequence[float],
 ) -> np.ndarray:
     """:func:`to_reflectance` of arrays, NaN also where ``invalid``; all broadcast against ``dn``."""
-    if dn.dtype.kind in "ui" and dn.dtype.itemsize <= 2 and np.all(offset % 1 == 0) and np.all(abs(offset) < 2**23):
-        # float32 arithmetic gives the float64 result: the difference is an integer below 2**24, so exact,
-        # and its product with the float32 scale has at most 48 significant bits, so is rounded only once
+    scale, offset = np.asarray(scale, dtype="float64"), np.asarray(offset, dtype="float64")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        offset_dn = offset / scale  # the offset in DN: -1000 for -0.1 at scale 1e-4
+    known = np.isfinite(offset_dn)  # NaN where no item had the band: its reflectance is NaN
+    steps = np.round(np.where(known, offset_dn, 0))
+    if (dn.dtype.kind in "ui" and dn.dtype.itemsize <= 2 and np.all(abs(offset_dn[known] - steps[known]) < 1e-6)
+            and np.all(abs(steps) < 2**23)):
+        # float32 arithmetic gives the float64 result of (DN + offset / scale) * scale: the sum is an integer
+        # below 2**24, so exact, and its product with the float32 scale has at most 48 significant bits, so
+        # is rounded only once
         refl = dn.astype("float32")
-        refl -= np.asarray(offset, dtype="float32")
-        refl *= np.float32(scale)
+        refl += steps.astype("float32")
+        refl *= scale.astype("float32")
     else:
-        refl = ((dn.astype("float32") - offset) * np.float32(scale)).astype("float32")
+        refl = (dn.astype("float32") * scale.astype("float32") + offset.astype("float32")).astype("float32")
     bad = (dn == band_nodata) | invalid
     for value in nodata:
         bad |= dn == value
@@ -45,33 +55,31 @@ def _reflectance_np(
     return refl
 
 
-def _reflectance(
-    cube: xr.DataArray, invalid: xr.DataArray | bool, *, offset: xr.DataArray | float | None,
-    scale: float, nodata: Sequence[float],
-) -> xr.DataArray:
+def _reflectance(cube: xr.DataArray, invalid: xr.DataArray | bool, *, nodata: Sequence[float]) -> xr.DataArray:
     """:func:`to_reflectance`, NaN also where ``invalid`` (one pass over the cube)."""
-    if offset is None:
-        offset = cube.coords.get("boa_offset", 0)
+    missing = [c for c in ("scale", "offset") if c not in cube.coords]
+    if missing:
+        raise ConfigError(f"the cube has no {' or '.join(missing)} coordinate, so its DNs cannot be read as "
+                          "reflectance: load it with load_cube, or assign_coords(scale=..., offset=...) so that "
+                          "reflectance = DN * scale + offset")
     out = xr.apply_ufunc(
-        _reflectance_np, cube, offset, cube.coords.get("nodata", np.nan), invalid, dask="parallelized",
-        kwargs={"scale": scale, "nodata": tuple(nodata)}, output_dtypes=["float32"], join="inner",
+        _reflectance_np, cube, cube.coords["scale"], cube.coords["offset"], cube.coords.get("nodata", np.nan),
+        invalid, dask="parallelized", kwargs={"nodata": tuple(nodata)}, output_dtypes=["float32"], join="inner",
     )
     out.attrs = {"units": "reflectance"}
-    out.name = cube.name if getattr(offset, "name", cube.name) == cube.name else None  # as cube - offset
-    return out.drop_vars([c for c in ("nodata",) if c in out.coords])
+    out.name = None
+    return out.drop_vars([c for c in RADIOMETRY_COORDS if c in out.coords])
 
 
-def to_reflectance(
-    cube: xr.DataArray, *, offset: xr.DataArray | float | None = None, scale: float = S2_SCALE,
-    nodata: Sequence[float] = S2_NODATA,
-) -> xr.DataArray:
-    """Digital numbers -> float32 reflectance: ``(DN - offset) * scale``, no-data -> NaN.
+def to_reflectance(cube: xr.DataArray, *, nodata: Sequence[float] = S2_NODATA) -> xr.DataArray:
+    """Digital numbers -> float32 reflectance ``DN * scale + offset``, no-data -> NaN.
 
-    ``offset`` defaults to the cube's ``boa_offset`` coordinate (per time step, from the processing
-    baseline; see :func:`cropcore.cube.load.boa_offset`), else 0. No-data are the values in ``nodata`` and the
-    cube's per-band ``nodata`` coordinate. Reflectance below 0 (dark pixels after the offset) is kept.
+    ``scale`` and ``offset`` are the cube's coordinates of those names (per ``(time, band)`` as
+    :func:`cropcore.cube.load.load_cube` sets them from each item's metadata, or broadcastable to it). No-data
+    are the values in ``nodata`` and the cube's ``nodata`` coordinate, if any. Reflectance below 0 (dark pixels
+    after the offset) is kept.
     """
-    return _reflectance(cube, False, offset=offset, scale=scale, nodata=nodata)
+    return _reflectance(cube, False, nodata=nodata)
 
 
 def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
@@ -119,9 +127,18 @@ def mask_scl(
     """Set every band to NaN where the SCL band is invalid; returns the cube without the SCL band."""
     if scl_band not in cube.coords["band"].values:
         raise ConfigError(f"the cube has no {scl_band!r} band to mask with: load it (bands=[..., 'SCL'])")
-    bad = invalid_scl(cube.sel(band=scl_band, drop=True), invalid=invalid, dilation=dilation)
+    bad = _invalid_scl_of(cube, scl_band, invalid=invalid, dilation=dilation)
     bands = cube.drop_sel(band=scl_band)
     return bands.where(~bad)
+
+
+def _invalid_scl_of(
+    cube: xr.DataArray, scl_band: str, *, invalid: Sequence[int] = SCL_INVALID, dilation: int = 0,
+) -> xr.DataArray:
+    """:func:`invalid_scl` of the ``scl_band`` of a cube (without the cube's radiometry coordinates)."""
+    scl = cube.sel(band=scl_band, drop=True)
+    return invalid_scl(scl.drop_vars([c for c in RADIOMETRY_COORDS if c in scl.coords]), invalid=invalid,
+                       dilation=dilation)
 
 
 # --- compositing and gap filling ------------------------------------------------------------------------
@@ -337,13 +354,13 @@ def preprocess(
 ) -> xr.DataArray:
     """Loaded DNs -> composited, gap-filled float32 reflectance ``(time, band, y, x)`` on ``axis``.
 
-    Steps: :func:`to_reflectance` (BOA offset, scale, no-data), :func:`mask_scl` when the cube holds an
-    SCL band, :func:`composite` (median per bin of ``axis``, default spanning the cube at ``freq``) and
+    Steps: :func:`to_reflectance` (each item's scale and offset, no-data), :func:`mask_scl` when the cube holds
+    an SCL band, :func:`composite` (median per bin of ``axis``, default spanning the cube at ``freq``) and
     :func:`fill_gaps`. Lazy on dask input.
     """
     if scl_band in cube.coords["band"].values:
-        bad = invalid_scl(cube.sel(band=scl_band, drop=True), dilation=dilation)
-        refl = _reflectance(cube.drop_sel(band=scl_band), bad, offset=None, scale=S2_SCALE, nodata=S2_NODATA)
+        bad = _invalid_scl_of(cube, scl_band, dilation=dilation)
+        refl = _reflectance(cube.drop_sel(band=scl_band), bad, nodata=S2_NODATA)
     else:
         refl = to_reflectance(cube)
     median, _ = composite(refl, freq=freq, axis=axis)
