@@ -8,6 +8,8 @@
 ``CROPCORE_MAX_AOI_KM2``     largest AOI accepted by search (default 2500 km²)
 ``CROPCORE_DEVICES``         inference devices when ``"auto"`` is asked for (default ``auto``)
 ``CROPCORE_DASK_SCHEDULER``  ``threads`` (default), ``sync``, ``local-cluster`` or a scheduler address
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``  Copernicus Data Space S3 keys, to read its ``s3://eodata`` assets
+``AWS_S3_ENDPOINT``          their S3 endpoint (default ``eodata.dataspace.copernicus.eu``), as GDAL reads it
 """
 
 from __future__ import annotations
@@ -80,3 +82,26 @@ def devices() -> str:
 def dask_scheduler() -> str:
     """The dask scheduler named in ``CROPCORE_DASK_SCHEDULER`` (default ``threads``), not yet checked."""
     return os.environ.get("CROPCORE_DASK_SCHEDULER", "threads").strip() or "threads"
+
+
+CDSE_S3_ENDPOINT = "eodata.dataspace.copernicus.eu"
+CDSE_S3_KEYS_URL = "https://eodata-s3keysmanager.dataspace.copernicus.eu"
+
+
+def cdse_s3_options() -> dict[str, str]:
+    """GDAL options reading Copernicus Data Space's ``s3://eodata`` with the user's S3 keys.
+
+    The keys come from ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY``, the endpoint from
+    ``AWS_S3_ENDPOINT`` (default ``eodata.dataspace.copernicus.eu``), the variables GDAL and rasterio read.
+    Raises :class:`ConfigError` naming the missing variables and where to create keys.
+    """
+    keys = {name: os.environ.get(name, "").strip() for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    missing = [name for name, value in keys.items() if not value]
+    if missing:
+        raise ConfigError(
+            f"Copernicus Data Space assets (s3://eodata/...) need S3 credentials: {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not set. Create S3 keys at {CDSE_S3_KEYS_URL}, then set "
+            f"AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_S3_ENDPOINT={CDSE_S3_ENDPOINT}"
+        )
+    endpoint = os.environ.get("AWS_S3_ENDPOINT", "").strip() or CDSE_S3_ENDPOINT
+    return {**keys, "AWS_S3_ENDPOINT": endpoint, "AWS_VIRTUAL_HOSTING": "FALSE", "AWS_HTTPS": "YES"}

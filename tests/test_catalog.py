@@ -1,15 +1,23 @@
-"""Search against the real embedded STAC API on loopback (PostgreSQL + pgstac + stac-fastapi)."""
+"""Search against the real embedded STAC API on loopback (PostgreSQL + pgstac + stac-fastapi), and the
+public catalogs without internet."""
 
+import os
+import socket
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pandas as pd
 import pystac_client
 import pytest
 import rasterio
 
+from cropcore import settings
 from cropcore.errors import CatalogUnavailableError, ConfigError, InvalidAOIError, NoItemsFoundError
 from cropcore.stac import server as stac_server
-from cropcore.stac.catalog import resolve_catalog, search_items
+from cropcore.stac.catalog import CATALOG_NAMES, resolve_catalog, search_items
 
 SEASON = "2020-11-01/2021-10-31"
 
@@ -76,10 +84,15 @@ def test_bad_arguments(stac_api, demo_bbox):
 
 
 def test_named_catalogs_resolve():
+    assert CATALOG_NAMES == ("local", "earth-search", "planetary-computer", "copernicus")
     assert resolve_catalog("earth-search").collections == ("sentinel-2-l2a",)
     pc = resolve_catalog("planetary-computer")
     assert pc.sign is not None and pc.url.startswith("https://planetarycomputer")
+    cdse = resolve_catalog("copernicus")
+    assert cdse.url == "https://stac.dataspace.copernicus.eu/v1" and cdse.collections == ("sentinel-2-l2a",)
+    assert cdse.sign is None and cdse.public and not resolve_catalog("local").public
     assert resolve_catalog("local").url == stac_server.api_url()
+    assert resolve_catalog(cdse) is cdse
 
 
 def test_stopped_server_fails_fast_with_catalog_unavailable(stac_api, demo_bbox):
@@ -95,3 +108,80 @@ def test_stopped_server_fails_fast_with_catalog_unavailable(stac_api, demo_bbox)
     finally:
         assert stac_server.serve() == stac_api
     assert isinstance(search_items(demo_bbox, SEASON, catalog=stac_api).table, pd.DataFrame)
+
+
+# -- a public catalog without internet --------------------------------------------------------------------------
+
+@contextmanager
+def blackhole() -> Iterator[int]:
+    """A port on 127.0.0.1 whose connections never complete: the listen queue is full, new SYNs are dropped."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        held = []
+        try:
+            while True:  # fill the queue until a connection attempt hangs
+                sock = socket.socket()
+                sock.settimeout(0.5)
+                try:
+                    sock.connect(("127.0.0.1", port))
+                except TimeoutError:
+                    sock.close()
+                    break
+                held.append(sock)
+            yield port
+        finally:
+            for sock in held:
+                sock.close()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def offline_env(port: int) -> dict[str, str]:
+    """This environment with the internet behind a proxy that cannot be reached (loopback stays direct)."""
+    proxy = f"http://127.0.0.1:{port}"
+    return {**os.environ, "HTTPS_PROXY": proxy, "HTTP_PROXY": proxy, "NO_PROXY": "127.0.0.1,localhost"}
+
+
+def cli_search(catalog: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, float]:
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "cropcore", "search", "--bbox", "5.322", "50.630", "5.330", "50.636", "--start",
+         "2021-03-01", "--end", "2021-09-30", "--catalog", catalog], env=env, capture_output=True, text=True,
+        timeout=60, cwd=settings.PROJECT_ROOT)
+    return proc, time.monotonic() - t0
+
+
+@pytest.mark.parametrize("catalog", ["earth-search", "planetary-computer", "copernicus"])
+def test_a_public_catalog_without_internet_is_one_line_within_10_s(catalog):
+    proc, elapsed = cli_search(catalog, offline_env(closed_port()))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 4 and len(lines) == 1, proc.stderr
+    url = resolve_catalog(catalog).url
+    assert f"cannot reach {url} (connection refused)" in lines[0]
+    assert lines[0].endswith("the embedded catalog works offline: --catalog local")
+    assert elapsed < 10, f"answered after {elapsed:.1f} s"
+
+
+def test_a_public_catalog_behind_a_blackhole_answers_within_10_s():
+    with blackhole() as port:
+        proc, elapsed = cli_search("earth-search", offline_env(port))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 4 and len(lines) == 1, proc.stderr
+    assert "cannot reach https://earth-search.aws.element84.com/v1 (the connection timed out)" in lines[0]
+    assert "--catalog local" in lines[0]
+    assert elapsed < 10, f"answered after {elapsed:.1f} s"  # two connection tries of 2.5 s, plus start-up
+
+
+def test_an_unreachable_url_keeps_its_plain_message():
+    with blackhole() as port:
+        t0 = time.monotonic()
+        with pytest.raises(CatalogUnavailableError, match="no answer within the timeout") as info:
+            search_items((5.322, 50.630, 5.330, 50.636), SEASON, catalog=f"http://127.0.0.1:{port}")
+        assert time.monotonic() - t0 < 10
+    assert "--catalog local" not in str(info.value)  # a URL of the user's own: no advice about public catalogs

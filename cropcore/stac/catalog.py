@@ -1,14 +1,21 @@
 """Scene search against a STAC API: the only module that talks to one.
 
 ``catalog`` is ``"local"`` (the embedded API of :mod:`cropcore.stac.server`), ``"earth-search"``
-(Element84 v1), ``"planetary-computer"`` (hrefs signed with the planetary-computer package) or the URL of
-any STAC API.
+(Element84 v1), ``"planetary-computer"`` (hrefs signed with the planetary-computer package),
+``"copernicus"`` (Copernicus Data Space Ecosystem; its assets are JP2 files behind ``s3://eodata`` that
+need S3 credentials, see :func:`asset_access`), the URL of any STAC API, or a :class:`CatalogSpec`.
+
+A public catalog that cannot be reached (no internet) is answered within about 10 s: one connection try
+of at most :data:`CONNECT_TIMEOUT` seconds and one retry, and a message saying that the embedded catalog
+works offline.
 """
 
 from __future__ import annotations
 
+import errno
 import json
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,13 +26,30 @@ from pystac_client import Client
 from pystac_client.conformance import ConformanceClasses
 from pystac_client.exceptions import APIError
 from pystac_client.stac_api_io import StacApiIO
-from urllib3.exceptions import MaxRetryError, NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NameResolutionError, NewConnectionError, ProxyError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util.retry import Retry
 
+from cropcore import settings
 from cropcore.aoi import AOI, AOILike
 from cropcore.dates import DateLike, normalize_daterange, to_stac_interval
 from cropcore.errors import CatalogUnavailableError, ConfigError, NoItemsFoundError
+
+#: Seconds to wait for a connection to a STAC API (the answer itself may take ``timeout``).
+CONNECT_TIMEOUT = 2.5
+
+
+class _QuietRetries(logging.Filter):
+    """Drop urllib3's warning at each retry (the final error says what failed); ``--verbose`` keeps them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Retrying (") or logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_QuietRetries())
+
+#: What a public catalog that cannot be reached answers with, after the reason.
+OFFLINE_HINT = "check the internet connection; the embedded catalog works offline: --catalog local"
 
 
 @dataclass(frozen=True)
@@ -36,6 +60,7 @@ class CatalogSpec:
     collections: tuple[str, ...]
     sign: Callable[[Any], Any] | None = None
     start_hint: str = ""  # how to start the server, added when it cannot be reached
+    public: bool = False  # a catalog on the internet: when unreachable, say that the embedded one works offline
 
 
 def _local_url() -> str:
@@ -50,33 +75,58 @@ def _pc_sign(obj: Any) -> Any:
     return planetary_computer.sign_inplace(obj)
 
 
-LOCAL_COLLECTIONS = ("worldcereal-s2-l2a-monthly", "ftw-s2-l2a")
+LOCAL_COLLECTIONS = ("worldcereal-s2-l2a-monthly", "ftw-s2-l2a", "user-s2")
+EARTH_SEARCH_URL = "https://earth-search.aws.element84.com/v1"
+PLANETARY_COMPUTER_URL = "https://planetarycomputer.microsoft.com/api/stac/v1"
+COPERNICUS_URL = "https://stac.dataspace.copernicus.eu/v1"
 
 
-def resolve_catalog(catalog: str) -> CatalogSpec:
-    """Turn a catalog name or URL into a :class:`CatalogSpec`."""
+def resolve_catalog(catalog: str | CatalogSpec) -> CatalogSpec:
+    """Turn a catalog name or URL into a :class:`CatalogSpec` (a spec is returned as it is)."""
+    if isinstance(catalog, CatalogSpec):
+        return catalog
     if catalog == "local":
         return CatalogSpec(_local_url(), LOCAL_COLLECTIONS,
                            start_hint="start the embedded catalog with `python -m cropcore catalog serve`")
     if catalog == "earth-search":
-        return CatalogSpec("https://earth-search.aws.element84.com/v1", ("sentinel-2-l2a",))
+        return CatalogSpec(EARTH_SEARCH_URL, ("sentinel-2-l2a",), public=True)
     if catalog == "planetary-computer":
-        return CatalogSpec("https://planetarycomputer.microsoft.com/api/stac/v1", ("sentinel-2-l2a",), _pc_sign)
+        return CatalogSpec(PLANETARY_COMPUTER_URL, ("sentinel-2-l2a",), _pc_sign, public=True)
+    if catalog == "copernicus":
+        return CatalogSpec(COPERNICUS_URL, ("sentinel-2-l2a",), public=True)
     if catalog.startswith(("http://", "https://")):
         return CatalogSpec(catalog.rstrip("/"), ())
-    raise ConfigError(f"unknown catalog {catalog!r}: use local, earth-search, planetary-computer or a URL")
+    raise ConfigError(f"unknown catalog {catalog!r}: use {', '.join(CATALOG_NAMES)} or a URL")
 
 
-CATALOG_NAMES = ("local", "earth-search", "planetary-computer")
+CATALOG_NAMES = ("local", "earth-search", "planetary-computer", "copernicus")
+
+
+def asset_access(items: Sequence[pystac.Item]) -> dict[str, str]:
+    """GDAL options needed to read these items' assets: ``{}``, or the S3 settings for ``s3://eodata``.
+
+    Copernicus Data Space assets are JP2 files in its ``eodata`` S3 store; reading them needs the user's
+    CDSE S3 keys (:func:`cropcore.settings.cdse_s3_options`, which raises a :class:`ConfigError` naming
+    the missing environment variables). Pass the result to ``rasterio.Env`` around the reads.
+    """
+    if any(a.href.startswith("s3://eodata/") for item in items for a in item.assets.values()):
+        return settings.cdse_s3_options()
+    return {}
 
 
 def open_client(spec: CatalogSpec, *, timeout: float = 10.0, retries: int = 3) -> Client:
-    """Open a pystac-client Client with timeouts and retries (backoff on 429/5xx and connect errors)."""
-    retry = Retry(total=retries, connect=retries, read=retries, backoff_factor=0.3,
+    """Open a pystac-client Client with timeouts and retries (backoff on 429/5xx and connect errors).
+
+    A connection waits at most :data:`CONNECT_TIMEOUT` seconds (or ``timeout`` if shorter) and a failed
+    connection is tried once more at most, so an unreachable catalog is known within about 10 s; an
+    answer may take ``timeout`` seconds and failed answers are retried ``retries`` times.
+    """
+    retry = Retry(total=retries, connect=min(retries, 1), read=retries, backoff_factor=0.3,
                   status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None, raise_on_status=False)
-    stac_io = StacApiIO(timeout=timeout, max_retries=retry)
+    timeouts = (min(CONNECT_TIMEOUT, timeout), timeout)
+    stac_io = StacApiIO(timeout=timeouts, max_retries=retry)
     try:
-        return Client.open(spec.url, stac_io=stac_io, modifier=spec.sign, timeout=timeout)
+        return Client.open(spec.url, stac_io=stac_io, modifier=spec.sign, timeout=timeouts)
     except (APIError, requests.RequestException, pystac.STACError, ValueError) as exc:
         raise _unavailable(spec, exc) from exc
 
@@ -84,9 +134,47 @@ def open_client(spec: CatalogSpec, *, timeout: float = 10.0, retries: int = 3) -
 def _unavailable(spec: CatalogSpec, exc: BaseException) -> CatalogUnavailableError:
     """The error for a failed request, telling how to start the server where we know how."""
     reason = _reason(exc)
-    if spec.start_hint and reason.startswith("cannot connect"):
+    unreachable = _no_connection(exc)
+    if spec.public and unreachable:
+        reason = f"cannot reach {spec.url} ({unreachable}): {OFFLINE_HINT}"
+    elif spec.start_hint and reason.startswith("cannot connect"):
         reason = f"cannot connect: {spec.start_hint}"
     return CatalogUnavailableError(spec.url, reason)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, its causes and the errors urllib3 wrapped inside them."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        err = todo.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        yield err
+        todo += [err.__cause__, err.__context__, getattr(err, "reason", None), getattr(err, "original_error", None)]
+        todo += [a for a in err.args if isinstance(a, BaseException)]
+
+
+def _no_connection(exc: BaseException) -> str | None:
+    """Why no connection could be made (name, refused, unreachable, connect time-out, proxy), or None."""
+    errors = list(_chain(exc))
+    for err in errors:
+        if isinstance(err, NameResolutionError):
+            return "its name does not resolve"
+    for err in errors:
+        if isinstance(err, NewConnectionError):
+            code = getattr(err.__cause__ or err.__context__, "errno", None)
+            if code == errno.ECONNREFUSED:
+                return "connection refused"
+            if code in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+                return "network unreachable"
+            return "no connection"
+        if isinstance(err, requests.ConnectTimeout | ConnectTimeoutError):
+            return "the connection timed out"
+    if any(isinstance(err, ProxyError | requests.exceptions.ProxyError) for err in errors):
+        return "the proxy cannot be reached"
+    return None
 
 
 def _reason(exc: BaseException) -> str:
@@ -158,7 +246,7 @@ def search_items(
     collections: Sequence[str] | None = None,
     max_cloud: float | None = None,
     limit: int = 500,
-    catalog: str = "local",
+    catalog: str | CatalogSpec = "local",
     page_size: int = 100,
     timeout: float = 10.0,
     retries: int = 3,
@@ -166,8 +254,9 @@ def search_items(
     """Search Sentinel-2 scenes intersecting ``aoi`` in ``datetime``, sorted by date.
 
     ``max_cloud`` (percent) is sent as a CQL2 filter when the server conforms, else as a ``query``, else
-    applied here. Raises :class:`NoItemsFoundError` when nothing matches and
-    :class:`CatalogUnavailableError` when the API cannot be reached or fails.
+    applied here. ``catalog``: a name, a URL or a :class:`CatalogSpec` (e.g. with another ``sign``
+    function). Raises :class:`NoItemsFoundError` when nothing matches and :class:`CatalogUnavailableError`
+    when the API cannot be reached or fails.
     """
     geom = AOI.parse(aoi).geometry
     interval = to_stac_interval(*normalize_daterange(datetime))
