@@ -294,20 +294,32 @@ def _resampling(bands: Sequence[str], resampling: str | Mapping[str, str]) -> di
     return {b: resampling.get(b, "nearest" if b in CATEGORICAL_BANDS else "bilinear") for b in bands}
 
 
+def _has_grid(item: pystac.Item, asset: pystac.Asset) -> bool:
+    """Whether the asset's grid (shape, transform and CRS) is in its ``proj:*`` fields or its item's."""
+    fields = item.properties | asset.extra_fields
+    return (all(fields.get(k) is not None for k in ("proj:shape", "proj:transform"))
+            and any(fields.get(k) is not None for k in ("proj:code", "proj:epsg", "proj:wkt2", "proj:projjson")))
+
+
 def _canonical(item: pystac.Item, keys: Mapping[str, str], looks: Mapping[str, Radiometry]) -> pystac.Item:
     """A copy of ``item`` holding only the assets ``keys`` names, under their canonical band names.
 
     Each keeps its href, media type, roles and ``proj:*`` fields; its ``raster:bands`` gives odc-stac the pixel
-    type and no-data value only (scale and offset travel as cube coordinates).
+    type and no-data value only (scale and offset travel as cube coordinates). When an asset's grid is not fully
+    described, the copy drops the projection extension: odc-stac then reads every asset's own georeferencing.
     """
     copy = item.clone()
     copy.assets = {}
+    with_grid = all(_has_grid(item, item.assets[key]) for key in keys.values())
     for band, key in keys.items():
         asset, nodata = item.assets[key], looks[band].nodata
-        fields: dict[str, Any] = {k: v for k, v in asset.extra_fields.items() if k.startswith("proj:")}
+        fields: dict[str, Any] = {k: v for k, v in asset.extra_fields.items() if k.startswith("proj:") and with_grid}
         fields["raster:bands"] = [{"data_type": data_type(item, band)} | ({} if nodata is None else {"nodata": nodata})]
         copy.add_asset(band, pystac.Asset(asset.href, media_type=asset.media_type, roles=asset.roles,
                                           extra_fields=fields))
+    if not with_grid:
+        copy.stac_extensions = [e for e in copy.stac_extensions if "/projection/" not in e]
+        copy.properties = {k: v for k, v in copy.properties.items() if not k.startswith("proj:")}
     return copy
 
 
