@@ -173,6 +173,8 @@ def radiometry(item: pystac.Item, band: str) -> Radiometry:
     """How to turn the DNs of canonical ``band`` of ``item`` into reflectance (see the module docstring).
 
     Categorical bands (SCL) get scale 1 and offset 0. No-data comes from the metadata only (None if absent).
+    ``earthsearch:boa_offset_applied`` is not read: Earth Search says to apply its ``raster:bands`` offset
+    whenever it is not 0 (Element84/earth-search README, "Gain/Offset in Items after Jan 25, 2022").
     """
     asset = item.assets[asset_keys(item, [band])[band]]
     nodata = _field(asset, "nodata")
