@@ -23,6 +23,7 @@ No other local user can reach the database:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import secrets
@@ -30,6 +31,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,6 +221,42 @@ def load_catalog(force_build: bool = False) -> Path:
     return stac_dir
 
 
+def user_scenes_dir() -> Path:
+    """Where ``catalog add`` keeps the user's items and COGs (not under ``catalog/``, which a build replaces)."""
+    return layout().home / "user-scenes"
+
+
+def load_user_items(folder: Path) -> bool:
+    """Make the running database's user collection match ``folder`` (``collection.json``, ``*/item.json``).
+
+    Upserts the collection and items with pypgstac, as :func:`load_catalog` does, and deletes the
+    collection's items no longer in ``folder``. Returns False, doing nothing, when PostgreSQL is not running:
+    :func:`serve` calls this again.
+    """
+    collection = folder / "collection.json"
+    if not collection.is_file() or not _pg_running(layout()):
+        return False
+    items = [json.loads(p.read_text()) for p in sorted(folder.glob("[!.]*/item.json"))]
+    coll_id = json.loads(collection.read_text())["id"]
+    pypgstac = str(settings.stac_venv() / "bin" / "pypgstac")
+    env = pg_env()
+    with tempfile.TemporaryDirectory(prefix="cropcore-user-") as tmp:
+        files = {"collections": Path(tmp, "collections.ndjson"), "items": Path(tmp, "items.ndjson")}
+        files["collections"].write_text(collection.read_text().strip() + "\n")
+        files["items"].write_text("".join(json.dumps(item) + "\n" for item in items))
+        for kind, path in files.items():
+            if path.stat().st_size:
+                _run([pypgstac, "load", kind, str(path), "--method", "upsert"], env=env, what=f"pypgstac load {kind}")
+        # psql substitutes :'name' variables (quoted as literals) in a script file, not in -c
+        script = Path(tmp, "delete.sql")
+        script.write_text("DELETE FROM pgstac.items WHERE collection = :'coll' "
+                          "AND NOT (id = ANY (string_to_array(:'keep', ' ')));\n")
+        _run([_pg_bin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", f"coll={coll_id}",
+              "-v", f"keep={' '.join(item['id'] for item in items)}", "-f", str(script)], env=env,
+             what="deleting removed user items")
+    return True
+
+
 def _api_pid(lay: Layout) -> int | None:
     """PID of the API server this module started, if it is still that process."""
     try:
@@ -254,6 +292,7 @@ def serve(*, force_build: bool = False, wait: float = 30.0) -> str:
                            "set CROPCORE_STAC_PORT to a free port")
     start_postgres()
     load_catalog(force_build=force_build)  # idempotent: keeps a running API's data current
+    load_user_items(user_scenes_dir())  # the scenes added with `catalog add`
     if ours and healthy(url):
         return url
     # stac-fastapi-pgstac puts PGHOST into a postgresql:// URI: a socket folder goes there percent-encoded
