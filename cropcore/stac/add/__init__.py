@@ -7,12 +7,13 @@ become items of the ``user-s2`` collection (:mod:`~cropcore.stac.add.item`), kep
 
 Field library: rio-stac (pinned in requirements.txt) reads the raster-derived fields of each COG. The
 stactools Sentinel-2 package (stactools-sentinel2 0.8.0, which installs cleanly beside the pins) was
-checked and not used: its ``create_item`` needs the SAFE's ``manifest.safe``, INSPIRE and datastrip
-metadata (absent from per-band folders and from partial downloads), keys assets by common name with
+checked and not used: its ``create_item`` needs the SAFE's ``manifest.safe`` and the files it lists
+(per-band folders have none), keys assets by common name with
 resolution suffixes (``red``, ``red_20m``) instead of the embedded catalog's ``B04``, points at the JP2
-files, and writes scale 0.0001 whatever the product's ``QUANTIFICATION_VALUE`` (and no L1C
-``RADIO_ADD_OFFSET``); it would also add four packages (stactools, antimeridian, lxml). The few product
-fields it would read are read here with the standard library's ElementTree.
+files, writes scale 0.0001 whatever the product's ``QUANTIFICATION_VALUE`` and derives the L1C offset
+from the baseline instead of reading ``RADIO_ADD_OFFSET``; it would also add four packages (stactools,
+stactools-sentinel2, antimeridian, lxml). The few product fields needed are read here with the standard
+library's ElementTree.
 """
 
 from cropcore.stac.add.folder import Stated
