@@ -16,9 +16,12 @@ How each catalog stores its pixels (see ``SOURCES.md``):
 * Planetary Computer (written as baseline 04.00, the first with the offset) and Copernicus Data Space
   (``processing:version`` 05.11, ``raster:offset`` -0.1): DN = reflectance x 10000 + 1000.
 
-Everywhere no data is 0, the 10 m bands (B02, B03, B04, B08) are written at 10 m, the 20 m bands (B05,
-B06, B07, B11, B12) at 20 m (the patch's 20 m bands are 2 x 2 blocks at 10 m: written exactly) and an SCL
-at 20 m: 4 (vegetation) where the block has data, 9 (cloud, high probability) where it has none.
+Everywhere no data is 0 (the patch's 65535, and its few 0 DNs, which are no data in Sentinel-2 L2A
+and which cropcore reads as no data in the embedded catalog too). The 10 m bands (B02, B03, B04, B08) are
+written at 10 m, the 20 m bands (B05, B06, B07, B11, B12) at 20 m, each pixel the mean of its 2 x 2 block
+(the patch holds them at 10 m: mostly equal blocks, but 2-4 % of the blocks of a monthly composite differ)
+and an SCL at 20 m: 4 (vegetation) where the block has data, 9 (cloud, high
+probability) where it has none.
 """
 
 from __future__ import annotations
@@ -126,19 +129,29 @@ def demo_months() -> list[DemoMonth]:
                 for i, t in enumerate(ds["t"].values)]
 
 
+def block_mean(dn: np.ndarray) -> np.ndarray:
+    """10 m digital numbers to 20 m: the rounded mean of the valid pixels of each 2 x 2 block (else 65535)."""
+    blocks = dn.reshape(dn.shape[0] // 2, 2, dn.shape[1] // 2, 2).astype("float64")
+    valid = (blocks != MISSING) & (blocks != 0)
+    count = valid.sum(axis=(1, 3))
+    total = np.where(valid, blocks, 0).sum(axis=(1, 3))
+    mean = np.floor(total / np.maximum(count, 1) + 0.5)
+    return np.where(count > 0, mean, MISSING).astype("uint16")
+
+
 def _rasters(month: DemoMonth, layout: Layout) -> dict[str, Raster]:
     """The month's bands as this catalog stores them (DN offset, native resolution, no data 0) + SCL."""
     t10 = month.transform
     t20 = t10 * Affine.scale(2, 2)
     out = {}
     for band, dn in month.bands.items():
-        native = dn if band in BANDS_10M else dn[::2, ::2]  # 20 m bands are exact 2 x 2 blocks at 10 m
-        valid = native != MISSING
+        native = dn if band in BANDS_10M else block_mean(dn)
+        valid = (native != MISSING) & (native != 0)  # 0: no data in Sentinel-2 L2A, whatever the patch's nodata says
         stored = np.where(valid, native.astype("uint32") + layout.dn_offset, 0).astype("uint16")
         out[band] = Raster(layout.keys[band], stored, t10 if band in BANDS_10M else t20, month.crs, 0)
     has_data = np.zeros(month.bands["B04"].shape, dtype=bool)
     for dn in month.bands.values():
-        has_data |= dn != MISSING
+        has_data |= (dn != MISSING) & (dn != 0)
     block = has_data.reshape(has_data.shape[0] // 2, 2, has_data.shape[1] // 2, 2).any(axis=(1, 3))
     out["SCL"] = Raster(layout.keys["SCL"], np.where(block, 4, 9).astype("uint8"), t20, month.crs, 0)
     return out
