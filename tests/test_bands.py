@@ -249,7 +249,7 @@ def test_an_unknown_band_names_the_item_the_band_and_the_assets():
 
 @pytest.mark.parametrize(("catalog", "band", "expected"), [
     ("embedded", "B04", Radiometry(0.0001, 0.0, 65535.0)),
-    ("earth-search-v1", "B04", Radiometry(0.0001, -0.1, 0.0)),
+    ("earth-search-v1", "B04", Radiometry(0.0001, 0.0, 0.0)),  # flagged: offset already removed from the COGs
     ("earth-search-v1", "SCL", Radiometry(1.0, 0.0, 0.0)),  # categorical: no scale, no offset
     ("earth-search-c1", "B12", Radiometry(0.0001, -0.1, 0.0)),
     ("earth-search-c1", "SCL", Radiometry(1.0, 0.0, 0.0)),
@@ -265,10 +265,8 @@ def test_the_processing_baseline_rule_applies_only_without_metadata():
     assert radiometry(planetary_computer("05.10"), "B04") == Radiometry(0.0001, -0.1, None)
     assert radiometry(planetary_computer("04.00"), "B11") == Radiometry(0.0001, -0.1, None)
     assert radiometry(planetary_computer("03.01"), "B11") == Radiometry(0.0001, 0.0, None)
-    # Earth Search scenes whose COGs were harmonised say offset 0 in raster:bands: never both
-    assert radiometry(earth_search_v1(offset=0.0, applied=True), "B04") == Radiometry(0.0001, 0.0, 0.0)
-    # the metadata is followed, whatever earthsearch:boa_offset_applied says
-    assert radiometry(earth_search_v1(offset=-0.1, applied=True), "B04").offset == -0.1
+    # never both: an offset in the metadata is not added to the baseline's
+    assert radiometry(cdse(), "B04") == Radiometry(0.0001, -0.1, 0.0)
 
 
 def test_processing_baseline_from_s2_or_cdse_properties():
@@ -280,3 +278,14 @@ def test_processing_baseline_from_s2_or_cdse_properties():
 def test_data_type_from_metadata_or_the_product_default():
     assert data_type(cdse(), "SCL") == "uint8" and data_type(cdse(), "B04") == "uint16"
     assert data_type(planetary_computer(), "B04") == "uint16" and data_type(planetary_computer(), "SCL") == "uint8"
+
+
+@pytest.mark.parametrize(("baseline", "applied", "offset"), [
+    ("05.09", True, 0.0),  # the +1000 removed by Earth Search: the stale -0.1 of raster:bands is not applied
+    ("04.00", False, -0.1),  # still in the pixels
+    ("03.01", False, 0.0),  # before baseline 04.00 there is none
+])
+def test_earth_search_v1_follows_its_offset_flag_not_its_raster_bands(baseline, applied, offset):
+    item = earth_search_v1(applied=applied)
+    item.properties["s2:processing_baseline"] = baseline
+    assert radiometry(item, "B04") == Radiometry(0.0001, offset, 0.0)

@@ -194,19 +194,22 @@ def test_each_items_radiometry_becomes_time_and_band_coordinates(wc_items):
     np.testing.assert_array_equal(cube["nodata"].values, [[65535, 65535], [65535, 65535]])
 
 
-# The demo scenes re-described as three public catalogs describe their items (see tests/test_bands.py for the
+# The demo scenes re-described as four public catalogs describe their items (see tests/test_bands.py for the
 # real items each layout is modelled on), with DNs carrying the +1000 offset of processing baseline 04.00 and
-# later, so that the physical reflectance is the same. The pixels stay on the sample's 10 m grid.
+# later (except Earth Search v1 sentinel-2-l2a, which removed it and says so in earthsearch:boa_offset_applied),
+# so that the physical reflectance is the same. The pixels stay on the sample's 10 m grid.
+ES_KEYS = {"B02": "blue", "B03": "green", "B04": "red", "B05": "rededge1", "B06": "rededge2", "B07": "rededge3",
+           "B08": "nir", "B11": "swir16", "B12": "swir22"}
 CONVENTIONS = {
-    "earth-search": {"B02": "blue", "B03": "green", "B04": "red", "B05": "rededge1", "B06": "rededge2",
-                     "B07": "rededge3", "B08": "nir", "B11": "swir16", "B12": "swir22"},
+    "earth-search": ES_KEYS,
+    "earth-search-c1": ES_KEYS,
     "planetary-computer": {b: b for b in WC_BANDS},
     "cdse": {b: f"{b}_{S2_BANDS[b].resolution}m" for b in WC_BANDS},
 }
 
 
-def _shifted_cog(src_path: str, dst: Path) -> None:
-    """The COG at ``src_path`` with every valid DN + 1000 and no-data 0 (the embedded catalog's 65535 and 0)."""
+def _shifted_cog(src_path: str, dst: Path, shift: int = 1000) -> None:
+    """The COG at ``src_path`` with every valid DN + ``shift`` and no-data 0 (the embedded catalog's 65535 and 0)."""
     with rasterio.open(src_path) as src:
         data, profile = src.read(1), dict(src.profile, driver="COG", blocksize=256, nodata=0)
     for key in ("blockxsize", "blockysize", "tiled", "interleave"):
@@ -214,15 +217,17 @@ def _shifted_cog(src_path: str, dst: Path) -> None:
     valid = (data != 0) & (data != 65535)
     assert (data[valid] < 65535 - 1000).all()
     with rasterio.open(dst, "w", **profile) as out:
-        out.write(np.where(valid, data.astype("uint32") + 1000, 0).astype("uint16"), 1)
+        out.write(np.where(valid, data.astype("uint32") + shift, 0).astype("uint16"), 1)
 
 
 def _described(item: pystac.Item, folder: Path, convention: str) -> pystac.Item:
-    """``item`` (embedded catalog) as ``convention`` describes its items, with DN + 1000 COGs in ``folder``."""
+    """``item`` (embedded catalog) as ``convention`` describes its items, with its COGs in ``folder``."""
     new = item.clone()
     new.assets = {}
     if convention == "earth-search":
         new.properties |= {"s2:processing_baseline": "05.09", "earthsearch:boa_offset_applied": True}
+    elif convention == "earth-search-c1":
+        new.properties |= {"s2:processing_baseline": "05.10"}
     elif convention == "planetary-computer":
         new.properties |= {"s2:processing_baseline": "05.10", "s2:mgrs_tile": "31UFS"}
     else:
@@ -231,9 +236,9 @@ def _described(item: pystac.Item, folder: Path, convention: str) -> pystac.Item:
         asset, meta = item.assets[band], S2_BANDS[band]
         path = folder / convention / item.id / f"{key}.tif"
         path.parent.mkdir(parents=True, exist_ok=True)
-        _shifted_cog(_path(asset.href), path)
+        _shifted_cog(_path(asset.href), path, shift=0 if convention == "earth-search" else 1000)
         fields = {k: v for k, v in asset.extra_fields.items() if k.startswith("proj:")}
-        if convention == "earth-search":  # eo:bands names equal to the keys, raster:bands scale and offset
+        if convention.startswith("earth-search"):  # eo:bands names equal to the keys, raster:bands scale, offset
             fields |= {"eo:bands": [{"name": key, "common_name": meta.common_name,
                                      "center_wavelength": meta.center_wavelength}],
                        "raster:bands": [{"nodata": 0, "data_type": "uint16", "scale": 0.0001, "offset": -0.1}]}

@@ -11,6 +11,15 @@ this module, per item:
 * :func:`radiometry`: ``reflectance = DN * scale + offset`` and the no-data value, from the asset's own
   ``raster:bands`` (STAC 1.0) or ``raster:scale`` / ``raster:offset`` (STAC 1.1), else from the processing
   baseline (scale 1e-4, offset -0.1 from baseline 04.00 on), never both.
+
+One exception, Earth Search v1 ``sentinel-2-l2a``: its items carry ``raster:bands`` offset -0.1 whatever their
+pixels hold, and ``earthsearch:boa_offset_applied`` says what they hold. Where the flag is true the +1000 DN of
+baseline 04.00+ was already removed from the COGs (the same scene on ``sentinel-2-c1-l2a`` or the Copernicus
+Data Space is exactly 1000 DN higher), so applying -0.1 would give reflectance 0.1 too low, negative over
+water and dark fields (reported by users in Element84/earth-search issues #66 and #71 and
+cirrus-geo/cirrus-earth-search #33). Items with that flag get the baseline rule instead: offset -0.1 only for
+baseline 04.00+ scenes whose offset was not removed. Items the provider mis-flagged (#33, #66) cannot be told
+apart from their metadata; Earth Search's ``sentinel-2-c1-l2a`` has consistent metadata.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ import pystac
 from cropcore.errors import ConfigError
 from cropcore.legend import S2_BANDS, S2_BOA_OFFSET, S2_SCALE
 
+#: Property of Earth Search v1 items: whether the +1000 DN offset of baseline 04.00+ was removed from the COGs.
+EARTH_SEARCH_FLAG = "earthsearch:boa_offset_applied"
 #: Bands a model or a mask may ask for: the 13 MSI bands and the Scene Classification layer.
 CANONICAL_BANDS: tuple[str, ...] = (*S2_BANDS, "SCL")
 #: Bands holding classes, not reflectance: no scale or offset, never interpolated.
@@ -173,8 +184,8 @@ def radiometry(item: pystac.Item, band: str) -> Radiometry:
     """How to turn the DNs of canonical ``band`` of ``item`` into reflectance (see the module docstring).
 
     Categorical bands (SCL) get scale 1 and offset 0. No-data comes from the metadata only (None if absent).
-    ``earthsearch:boa_offset_applied`` is not read: Earth Search says to apply its ``raster:bands`` offset
-    whenever it is not 0 (Element84/earth-search README, "Gain/Offset in Items after Jan 25, 2022").
+    Items flagged ``earthsearch:boa_offset_applied`` (Earth Search v1) follow the flag, not their ``raster:bands``
+    offset (see the module docstring).
     """
     asset = item.assets[asset_keys(item, [band])[band]]
     nodata = _field(asset, "nodata")
@@ -182,6 +193,12 @@ def radiometry(item: pystac.Item, band: str) -> Radiometry:
     if band in CATEGORICAL_BANDS:
         return Radiometry(1.0, 0.0, nodata)
     scale, offset = _field(asset, "scale"), _field(asset, "offset")
+    applied = item.properties.get(EARTH_SEARCH_FLAG)
+    if applied is not None:  # Earth Search v1: the flag says what the pixels hold, its offset does not
+        baseline = processing_baseline(item)
+        offset_dn = S2_BOA_OFFSET if baseline is not None and baseline >= 4.0 and not applied else 0
+        scale = S2_SCALE if scale is None else float(scale)
+        return Radiometry(scale, -offset_dn * scale, nodata)
     if scale is not None or offset is not None:  # the metadata says it: the baseline rule does not apply
         return Radiometry(1.0 if scale is None else float(scale), 0.0 if offset is None else float(offset), nodata)
     baseline = processing_baseline(item)

@@ -11,7 +11,8 @@ from cropcore.ui import state
 
 CUSTOM_URL = "custom URL"
 _LABELS = {"local": "local (embedded catalog)", "earth-search": "Earth Search (Element84)",
-           "planetary-computer": "Planetary Computer", CUSTOM_URL: "custom STAC API URL"}
+           "planetary-computer": "Planetary Computer", "copernicus": "Copernicus Data Space (S3 keys needed)",
+           CUSTOM_URL: "custom STAC API URL"}
 
 
 @st.cache_data(ttl=20, show_spinner=False)
