@@ -201,3 +201,25 @@ def test_quicklooks_become_data_urls(stac_api, tmp_path):
     assert url.startswith("data:image/png;base64,") and len(url) > 1000
     assert quicklook_url("https://example.org/thumb.jpg") == "https://example.org/thumb.jpg"
     assert quicklook_url((tmp_path / "missing.png").as_uri()) is None and quicklook_url(None) is None
+
+
+@pytest.mark.parametrize("catalog", ["earth-search", "planetary-computer", "copernicus"])
+def test_a_public_catalog_without_internet_is_one_box(monkeypatch, catalog):
+    import time
+
+    from cropcore.stac.catalog import resolve_catalog
+
+    with socket.socket() as sock:  # the internet behind a proxy that is not there; loopback stays direct
+        sock.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    for name in ("HTTPS_PROXY", "HTTP_PROXY"):
+        monkeypatch.setenv(name, proxy)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    at = search_page(monkeypatch, FakeMap(DRAWN))
+    t0 = time.monotonic()
+    at = at.selectbox(key="widget.catalog_choice").select(catalog).run()
+    assert time.monotonic() - t0 < 10
+    assert not at.exception
+    boxes = [str(b.value) for b in [*at.error, *at.warning]]
+    assert len(boxes) == 1 and resolve_catalog(catalog).url in boxes[0], boxes
+    assert button(at, "Search scenes").disabled is True
