@@ -40,7 +40,7 @@ PROCESSING_EXTENSION = "https://stac-extensions.github.io/processing/v1.2.0/sche
 def to_cog(src: Path, dst: Path, *, nodata: int, categorical: bool) -> None:
     """Convert one band file to a validated deflate COG (the source's pixels, unchanged)."""
     profile = cog_profiles.get("deflate")
-    profile.update(blockxsize=512, blockysize=512)
+    profile.update(blockxsize=256, blockysize=256)  # as the embedded catalog's: overviews from 512 px on
     try:
         # GDAL's JP2 driver reports a GCP CRS without GCPs, which rio-cogeo takes for a GCP-georeferenced file
         # ("Cannot invert geotransform"): an identity VRT on the file's own grid hides it, pixels unchanged
@@ -49,7 +49,7 @@ def to_cog(src: Path, dst: Path, *, nodata: int, categorical: bool) -> None:
                           overview_resampling="nearest" if categorical else "average")
     except READ_ERRORS as exc:
         raise ConfigError(f"cannot read {src}: {' '.join(str(exc).split())[:200]}") from None
-    valid, errors, _ = cog_validate(str(dst))
+    valid, errors, _ = cog_validate(str(dst), quiet=True)
     if not valid:
         raise ServiceError(f"{dst} is not a valid COG: {errors}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -121,7 +122,7 @@ def add_products(paths: list[Path], stated: Stated | None = None) -> tuple[list[
     Returns what was added and whether the running catalog was updated (False: not running; ``serve``
     loads the items).
     """
-    products = [read_product(Path(p).absolute(), stated or Stated()) for p in paths]
+    products = [read_product(Path(os.path.abspath(p)), stated or Stated()) for p in paths]
     ids = [p.item_id for p in products]
     twice = sorted({i for i in ids if ids.count(i) > 1})
     if twice:
