@@ -294,7 +294,7 @@ def default_resampling(band: str) -> str:
 
     The shipped models learnt from WorldCereal composites, which keep each 20 m pixel as a block of 2 x 2
     pixels at 10 m; 20 m bands smoothed by bilinear resampling changed the class of 3.3 % of the demo map's
-    pixels of the demo map (96.7 % agreement instead of 99.96 % with nearest; tests/test_public_catalog_maps.py).
+    pixels (96.7 % agreement instead of 99.96 % with nearest; tests/test_public_catalog_maps.py).
     """
     if band in CATEGORICAL_BANDS or (band in S2_BANDS and S2_BANDS[band].resolution > 10):
         return "nearest"
