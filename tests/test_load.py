@@ -352,3 +352,15 @@ def test_chunks_are_computed_one_by_one_whatever_the_aoi(tmp_path):
             median.sum().compute(scheduler="sync")
         peaks.append(Peak.held / (1024 * 1024 / n_chunks))  # bytes held per pixel of one chunk
     assert peaks[1] <= peaks[0] * 1.25
+
+
+def test_copernicus_data_space_assets_need_s3_keys(monkeypatch):
+    """The recorded Copernicus Data Space item (s3://eodata JP2s): without S3 keys, one error naming them."""
+    import json
+
+    path = Path(__file__).parent / "data" / "catalogs" / "copernicus"
+    item = pystac.Item.from_dict(json.loads(next(path.glob("*.json")).read_text()))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set"):
+        load_cube([item], ["B04"])

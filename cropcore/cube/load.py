@@ -63,6 +63,7 @@ from cropcore.stac.bands import (
     radiometry,
     unresolved_error,
 )
+from cropcore.stac.catalog import asset_access
 
 #: Default dask chunk: one time step, 1024 x 1024 pixels (2 MiB of uint16 per band).
 DEFAULT_CHUNKS: dict[str, int] = {"time": 1, "x": 1024, "y": 1024}
@@ -255,10 +256,10 @@ def _item_hrefs(
     return hrefs
 
 
-def _check_header(href: str) -> str | None:
-    """Open ``href`` (header only); return the reason it cannot be opened, or None."""
+def _check_header(href: str, gdal_options: Mapping[str, str] | None = None) -> str | None:
+    """Open ``href`` (header only, with these GDAL options); return the reason it cannot be opened, or None."""
     try:
-        with rasterio.open(href) as src:
+        with rasterio.Env(**(gdal_options or {})), rasterio.open(href) as src:
             if src.count < 1:
                 return "the file holds no raster band"
     except _READ_ERRORS as exc:
@@ -268,12 +269,13 @@ def _check_header(href: str) -> str | None:
 
 def check_assets(
     hrefs: Mapping[str, tuple[str, str]], log: FailureLog, *, progress: Progress | None = None,
-    max_workers: int = 8,
+    max_workers: int = 8, gdal_options: Mapping[str, str] | None = None,
 ) -> None:
     """Open every asset's header (in threads, no pixels read) and record the ones that fail."""
     total = len(hrefs)
     with ThreadPoolExecutor(max_workers=max_workers) as pool:
-        for done, (href, reason) in enumerate(zip(hrefs, pool.map(_check_header, hrefs), strict=True), 1):
+        reasons = pool.map(lambda href: _check_header(href, gdal_options), hrefs)
+        for done, (href, reason) in enumerate(zip(hrefs, reasons, strict=True), 1):
             if reason is not None:
                 log.record(href, reason)
             if progress is not None:
@@ -424,6 +426,9 @@ def load_cube(
         raise ConfigError(f"resolution must be positive (metres), got {resolution}")
     chunk_spec = dict(DEFAULT_CHUNKS if chunks is None else chunks)
 
+    access = asset_access(items)  # S3 keys for Copernicus Data Space; a clear error when they are missing
+    if access:
+        odc.stac.configure_rio(cloud_defaults=True, **access)
     looks = [{b: radiometry(item, b) for b in k} for item, k in zip(items, keys, strict=True)]
     canonical = [_canonical(item, k, look) for item, k, look in zip(items, keys, looks, strict=True)]
     hrefs = _item_hrefs(canonical, bands, patch_url)
@@ -433,7 +438,7 @@ def load_cube(
             if band not in k:
                 log.add(item.id, band, f"the item has no {band} asset")
     if check:
-        check_assets(hrefs, log, progress=progress)
+        check_assets(hrefs, log, progress=progress, gdal_options=access)
     # one time step per solar day and radiometry: items are only mosaicked when their DNs mean the same
     per_band = [tuple(look.get(b) for b in bands) for look in looks]
     steps = [(_solar_day(item, geom.centroid.x), repr(look)) for item, look in zip(items, per_band, strict=True)]

@@ -47,7 +47,8 @@ def catalog_health(catalog: str) -> bool:
         if st.button("Start the local catalog", key="start_local_catalog"):
             _start_local()
     else:
-        st.warning(f"Catalog unreachable: {url} (no answer within 1.5 s).", icon=":material/cloud_off:")
+        st.warning(f"Catalog unreachable: {url} (no answer within 1.5 s). Without internet, choose the local "
+                   "catalog: it works offline.", icon=":material/cloud_off:")
     return False
 
 
