@@ -24,7 +24,7 @@ from torch import nn
 
 from cropcore.aoi import AOI
 from cropcore.cube.dask_setup import compute
-from cropcore.cube.load import AssetFailure, load_cube
+from cropcore.cube.load import AssetFailure, latest_processing, load_cube
 from cropcore.cube.preprocess import preprocess, time_axis
 from cropcore.dates import DateLike, normalize_daterange
 from cropcore.errors import ConfigError, InvalidDateRangeError
@@ -83,7 +83,7 @@ class RunResult:
             "aoi": self.params.aoi.__geo_interface__,
             "parameters": {**params, **asdict(self.params.inference)},
             "catalog_url": self.search.url,
-            "items": [item.id for item in self.search.items],
+            "items": [item.id for item in latest_processing(self.search.items)],  # the scenes mapped
             "time_axis": [t.strftime("%Y-%m-%d") for t in self.axis],
             "model": {"name": self.meta.name, "architecture": self.meta.architecture, "sha256": self.meta.sha256},
             "unreadable_assets": [asdict(f) for f in self.failures],
