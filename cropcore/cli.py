@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import traceback
 
@@ -21,6 +22,7 @@ EXIT_USER_ERROR = 2
 EXIT_NO_SCENES = 3
 EXIT_CATALOG_UNAVAILABLE = 4
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a reader that left
 EXIT_INTERNAL_ERROR = 1
 
 
@@ -58,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cropcore {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader left (`... | head`): stop quietly, as other command-line tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return EXIT_BROKEN_PIPE
     except Exception as exc:  # a bug or an unforeseen fault: one line, the traceback with --verbose
         if args.verbose:
             traceback.print_exc()

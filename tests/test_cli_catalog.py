@@ -44,3 +44,15 @@ def test_user_errors_exit_2_with_one_line(stac_api, demo_bbox, tmp_path):
     missing = str(tmp_path / "missing.geojson")
     proc = cropcore("search", "--aoi", missing, "--start", "2021-01-01", "--end", "2021-02-01")
     assert proc.returncode == 2 and "cannot read the AOI file" in proc.stderr
+
+
+def test_a_reader_that_leaves_early_is_no_error(stac_api):
+    """`cropcore catalog list | head -1`: the closed pipe ends the command quietly (exit 141), no traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "cropcore", "catalog", "status"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the command writes
+    assert proc.wait(timeout=60) == 141
+    assert proc.stderr.read() == b""
