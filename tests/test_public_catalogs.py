@@ -4,6 +4,7 @@ by a replay STAC API on 127.0.0.1 (tests/replay_stac.py) and searched through py
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -17,9 +18,13 @@ from catalog_fixtures import BANDS_20M, LAYOUTS, block_mean, demo_items, demo_mo
 from replay_stac import PROFILES, replay
 
 from cropcore.errors import ConfigError, NoItemsFoundError
+from cropcore.stac.bands import Radiometry, asset_keys, data_type, radiometry
 from cropcore.stac.catalog import asset_access, resolve_catalog, search_items
 
 ES_ITEM = "earth-search/S2A_39QTA_20230628_0_L2A.json"
+ES_C1_ITEM = "earth-search/S2B_T38XNF_20250422T091553_L2A.json"  # collection sentinel-2-c1-l2a
+# pystac's storage-extension migration (v1 -> v2) cannot parse the bucket of Earth Search c1 https hrefs and says so
+STORAGE_MIGRATION = pytest.mark.filterwarnings("ignore:Could not parse bucket/account from href:UserWarning")
 PC_ITEM = "planetary-computer/S2B_MSIL2A_20190629T212529_R043_T06VVN_20201006T080531.json"
 PC_PAGE = "planetary-computer/search-page-1.json"
 CDSE_ITEM = "copernicus/S2C_MSIL2A_20250330T100051_N0511_R122_T33UWP_20250330T145914_cdse_stac_v110.json"
@@ -52,6 +57,49 @@ def test_earth_search_item_keeps_its_keys_offsets_and_flag():
     assert raw["properties"]["proj:epsg"] == 32639 and item.properties["grid:code"] == "MGRS-39QTA"
     assert item.properties["proj:code"] == "EPSG:32639"  # pystac migrates proj:epsg to projection v2 on reading
     assert item.to_dict(include_self_link=False, transform_hrefs=False)["assets"] == raw["assets"]  # no loss
+
+
+@STORAGE_MIGRATION
+def test_earth_search_c1_item_keeps_its_keys_offsets_and_no_flag():
+    raw = recorded(ES_C1_ITEM)
+    item = pystac.Item.from_dict(raw)
+    assert item.collection_id == "sentinel-2-c1-l2a"
+    keys = ("coastal", "blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir", "nir08", "nir09",
+            "swir16", "swir22", "scl")
+    assert set(keys) <= set(item.assets)
+    red = item.assets["red"].to_dict()
+    assert red["eo:bands"][0]["name"] == "B04" and red["eo:bands"][0]["common_name"] == "red"  # not "red" as in l2a
+    assert red["raster:bands"][0] | {} == {"nodata": 0, "data_type": "uint16", "spatial_resolution": 10,
+                                         "scale": 0.0001, "offset": -0.1}
+    names = {k: item.assets[k].to_dict()["eo:bands"][0]["name"] for k in keys if k != "scl"}
+    assert names == {"coastal": "B01", "blue": "B02", "green": "B03", "red": "B04", "rededge1": "B05",
+                     "rededge2": "B06", "rededge3": "B07", "nir": "B08", "nir08": "B8A", "nir09": "B09",
+                     "swir16": "B11", "swir22": "B12"}
+    scl = item.assets["scl"].to_dict()
+    assert scl["raster:bands"][0] == {"nodata": 0, "data_type": "uint8", "spatial_resolution": 20}
+    assert "eo:bands" not in scl
+    assert item.assets["red"].href.endswith("/sentinel-2-c1-l2a/38/X/NF/2025/4/S2B_T38XNF_20250422T091553_L2A/B04.tif")
+    assert item.properties["s2:processing_baseline"] == "05.11"
+    assert "earthsearch:boa_offset_applied" not in raw["properties"]  # collection 1 has no such flag
+    assert raw["properties"]["proj:epsg"] == 32638 and item.properties["grid:code"] == "MGRS-38XNF"
+    assert item.to_dict(include_self_link=False, transform_hrefs=False)["assets"] == raw["assets"]  # no loss
+
+
+@STORAGE_MIGRATION
+def test_earth_search_c1_item_resolves_bands_and_keeps_its_offset():
+    item = pystac.Item.from_dict(recorded(ES_C1_ITEM))
+    bands = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12", "SCL"]
+    assert asset_keys(item, bands) == {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red",
+                                       "B05": "rededge1", "B06": "rededge2", "B07": "rededge3", "B08": "nir",
+                                       "B8A": "nir08", "B09": "nir09", "B11": "swir16", "B12": "swir22",
+                                       "SCL": "scl"}
+    # collection 1 holds the +1000 DN of baseline 04.00+ and says so: its -0.1 applies (unlike flagged l2a items)
+    assert radiometry(item, "B04") == Radiometry(0.0001, -0.1, 0.0)
+    assert all(radiometry(item, b) == Radiometry(0.0001, -0.1, 0.0) for b in bands[:-1])
+    assert radiometry(item, "SCL") == Radiometry(1.0, 0.0, 0.0)
+    assert data_type(item, "B04") == "uint16" and data_type(item, "SCL") == "uint8"
+    l2a = pystac.Item.from_dict(recorded(ES_ITEM))  # the flagged l2a item: offset already removed from its DNs
+    assert radiometry(l2a, "B04") == Radiometry(0.0001, 0.0, 0.0)
 
 
 def test_planetary_computer_item_keeps_its_keys_and_baseline():
@@ -106,6 +154,24 @@ def test_earth_search_recorded_item_is_found_with_the_query_extension():
         assert api.searches()[-1]["query"] == {"eo:cloud_cover": {"lte": 10}}  # Earth Search's own extension
         with pytest.raises(NoItemsFoundError):  # cloud cover 4.03 %: filtered by the server
             search_items((48.5, 18.3, 48.6, 18.4), ("2023-06-01", "2023-06-30"), catalog=api.url, max_cloud=4)
+
+
+@STORAGE_MIGRATION
+def test_earth_search_recorded_c1_item_is_found_in_its_collection():
+    aoi, day = (47.85, 72.87, 47.95, 72.92), ("2025-04-22", "2025-04-22")  # inside the item's footprint
+    with replay(recorded_items("earth-search"), "earth-search") as api:
+        assert "sentinel-2-c1-l2a" in [c["id"] for c in requests.get(f"{api.url}/collections", timeout=5).json()[
+            "collections"]]
+        found = search_items(aoi, day, catalog=api.url, collections=["sentinel-2-c1-l2a"], max_cloud=95)
+        assert found.table["id"].tolist() == ["S2B_T38XNF_20250422T091553_L2A"]
+        assert found.table["tile"].tolist() == ["38XNF"]  # from grid:code
+        assert api.searches()[-1]["collections"] == ["sentinel-2-c1-l2a"]
+        assert api.searches()[-1]["query"] == {"eo:cloud_cover": {"lte": 95}}
+        assert asset_keys(found.items[0], ["B04", "SCL"]) == {"B04": "red", "SCL": "scl"}
+        with pytest.raises(NoItemsFoundError):  # cloud cover 91.1 %: filtered by the server
+            search_items(aoi, day, catalog=api.url, collections=["sentinel-2-c1-l2a"], max_cloud=90)
+        with pytest.raises(NoItemsFoundError):  # not in the other collection
+            search_items(aoi, day, catalog=api.url, collections=["sentinel-2-l2a"], max_cloud=95)
 
 
 def test_planetary_computer_recorded_items_page_and_filter_on_the_server():
@@ -276,6 +342,9 @@ def test_copernicus_assets_need_s3_credentials(monkeypatch):
                                   "AWS_S3_ENDPOINT": "eodata.dataspace.copernicus.eu", "AWS_VIRTUAL_HOSTING": "FALSE",
                                   "AWS_HTTPS": "YES"}
     assert asset_access([pystac.Item.from_dict(recorded(ES_ITEM))]) == {}  # public HTTPS COGs: nothing needed
+    with pytest.warns(UserWarning, match="Could not parse bucket"):  # pystac's storage-extension migration
+        c1 = pystac.Item.from_dict(recorded(ES_C1_ITEM))
+    assert asset_access([c1]) == {}
 
 
 def test_recorded_files_are_the_ones_sources_md_lists():
@@ -284,3 +353,5 @@ def test_recorded_files_are_the_ones_sources_md_lists():
         name = f"{path.parent.name}/{path.name}"
         assert f"`{name}`" in sources, f"{name} is not described in SOURCES.md"
         json.loads(path.read_text())
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert f"{digest}  {name}" in sources, f"{name}: its SHA-256 is not the one SOURCES.md lists"
