@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from cropcore.inference.devices import cpu_has_native_bf16
 from cropcore.models import build_model
 
 
@@ -54,6 +55,8 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # AVX2, AVX512, ...
+        "native_bf16": cpu_has_native_bf16(),  # without it bf16 is emulated (see inference.devices)
         "runs": [],
     }
     for t in (12, 40):
