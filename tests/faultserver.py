@@ -17,12 +17,12 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pystac
 import requests
+from loopback import LoopbackServer, QuietHandler
 
 CONFORMS = ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search"]
 
@@ -64,24 +64,15 @@ class FaultServer:
         return served
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(LoopbackServer):
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        super().__init__(_Handler)
         self.state: dict[str, Any] = {"mode": "ok", "delay": 0.0, "items": [], "files": {}, "requests": 0}
         self.lock = threading.Lock()
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that gave up (time-out tests) is expected: no traceback on stderr."""
 
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Server
-
-    def log_message(self, *args: Any) -> None:  # keep the test output clean
-        pass
 
     def do_GET(self) -> None:
         self._answer(head=False)

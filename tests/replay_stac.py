@@ -24,10 +24,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from loopback import LoopbackServer, QuietHandler
 from shapely.geometry import box, shape
 
 CORE = "https://api.stacspec.org/v1.0.0/core"
@@ -305,27 +305,18 @@ def parse_search(params: dict[str, Any], profile: Profile) -> Search:
                   query, token)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(LoopbackServer):
     def __init__(self, items: Sequence[dict[str, Any]], profile: Profile) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        super().__init__(_Handler)
         self.profile = profile
         self.items = sorted((copy.deepcopy(i) for i in items), key=lambda i: (_item_times(i)[0], i["id"]),
                             reverse=True)  # newest first, as the real catalogs sort by default
         self.log: list[dict[str, Any]] = []
         self.lock = threading.Lock()
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that gave up is expected: no traceback on stderr."""
 
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Server
-
-    def log_message(self, *args: Any) -> None:  # keep the test output clean
-        pass
 
     def do_GET(self) -> None:
         split = urlsplit(self.path)
