@@ -23,8 +23,9 @@ import xarray as xr
 from torch import nn
 
 from cropcore.aoi import AOI
+from cropcore.cube.assets import AssetFailure
 from cropcore.cube.dask_setup import compute
-from cropcore.cube.load import AssetFailure, latest_processing, load_cube
+from cropcore.cube.load import latest_processing, load_cube
 from cropcore.cube.preprocess import preprocess, time_axis
 from cropcore.dates import DateLike, normalize_daterange
 from cropcore.errors import ConfigError, InvalidDateRangeError

@@ -2,9 +2,10 @@
 masking, composites, gap filling), spectral indices (:mod:`.indices`), model-input normalisation
 (:mod:`.normalise`) and where dask computes (:mod:`.dask_setup`)."""
 
+from cropcore.cube.assets import AssetFailure
 from cropcore.cube.dask_setup import compute
 from cropcore.cube.indices import INDICES, add_indices, spectral_index
-from cropcore.cube.load import AssetFailure, LoadResult, load_cube
+from cropcore.cube.load import LoadResult, load_cube
 from cropcore.cube.normalise import NormStats
 from cropcore.cube.preprocess import preprocess, time_axis
 
