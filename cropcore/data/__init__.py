@@ -1,6 +1,7 @@
 """Datasets: WorldCereal and dl4sits point time series, PASTIS-format and composed (semi-synthetic) patches,
 and a sharded streaming dataset for data larger than memory."""
 
+from cropcore.data.belgium import read_belgium_2021
 from cropcore.data.composed import ComposedPatches, uniform_patches, voronoi_layout
 from cropcore.data.dl4sits import read_dl4sits
 from cropcore.data.pastis import PastisDataset, collate_patches, fold_split
@@ -18,6 +19,7 @@ __all__ = [
     "concat",
     "fold_split",
     "prepare",
+    "read_belgium_2021",
     "read_dl4sits",
     "read_worldcereal",
     "split_by_sample",
