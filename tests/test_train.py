@@ -13,7 +13,8 @@ from pytorch_lightning.strategies import DDPStrategy
 from cropcore.cli import main
 from cropcore.settings import data_dir
 from cropcore.training import CropModule, PointDataModule, TrainConfig, run
-from cropcore.training.module import augment, lr_lambda, mixup
+from cropcore.training.augment import Augment, augment, mixup
+from cropcore.training.module import lr_lambda
 
 WC = "worldcereal/2023_FRA_LPIS_POLY_110_dekad.geoparquet"
 KW = {"in_channels": 9, "num_classes": 6, "seq_len": 12, "hidden": 8, "fc": 16}
@@ -50,7 +51,7 @@ def test_schedule_and_augment():
     assert lr_lambda(100, warmup=10, total=100) == pytest.approx(0.0)
     x, mask = torch.ones(2, 5, 3, 4, 4), torch.ones(2, 5, dtype=torch.bool)
     y = torch.arange(16).reshape(1, 4, 4).repeat(2, 1, 1)
-    xa, ma, ya = augment(x * y[:, None, None], mask, y, date_dropout=0.5, flips=True)
+    xa, ma, ya = augment(x * y[:, None, None], mask, y, Augment(date_dropout=0.5, flips=True))
     assert (xa.sum(2)[:, :, ...] == 0).any() or ma.all()
     kept = ma[0].nonzero()[0, 0] if ma[0].any() else None
     if kept is not None:  # image and labels stay aligned after flips/rot90

@@ -3,12 +3,13 @@ safe checkpoints."""
 
 from cropcore.models.agrunet import AgrUNet
 from cropcore.models.checkpoint import load_checkpoint, resolve, save_checkpoint
-from cropcore.models.meta import LegendEntry, ModelMeta, Normalisation, TimeAxis
-from cropcore.models.registry import build_model, list_models, model_kind
+from cropcore.models.meta import Calibration, LegendEntry, ModelMeta, Normalisation, TimeAxis
+from cropcore.models.registry import build_model, list_models, model_kind, uses_location
 from cropcore.models.tempcnn import TempCNN, predict_cube
 
 __all__ = [
     "AgrUNet",
+    "Calibration",
     "LegendEntry",
     "ModelMeta",
     "Normalisation",
@@ -21,4 +22,5 @@ __all__ = [
     "predict_cube",
     "resolve",
     "save_checkpoint",
+    "uses_location",
 ]

@@ -62,6 +62,34 @@ class Normalisation:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """How far to trust the model's probabilities, fitted on validation data after training.
+
+    ``temperature`` divides the logits (temperature scaling); ``min_confidence`` is the calibrated top-class
+    probability below which a pixel is reported "uncertain", chosen on validation so that the kept pixels reach
+    ``target_precision``; ``cropland_threshold`` is the calibrated probability of "any crop class" from which a
+    pixel counts as cropland. ``fitted_on`` says which data they were fitted on.
+    """
+
+    temperature: float = 1.0
+    min_confidence: float = 0.0
+    target_precision: float | None = None
+    cropland_threshold: float = 0.5
+    fitted_on: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "min_confidence": self.min_confidence,
+                "target_precision": self.target_precision, "cropland_threshold": self.cropland_threshold,
+                "fitted_on": self.fitted_on}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Calibration:
+        return cls(temperature=float(raw.get("temperature", 1.0)), min_confidence=float(raw.get("min_confidence", 0.0)),
+                   target_precision=None if raw.get("target_precision") is None else float(raw["target_precision"]),
+                   cropland_threshold=float(raw.get("cropland_threshold", 0.5)), fitted_on=raw.get("fitted_on"))
+
+
+@dataclass(frozen=True)
 class ModelMeta:
     """Typed checkpoint metadata; :meth:`from_dict` validates, :meth:`to_dict` gives the stored JSON back.
 
@@ -84,6 +112,7 @@ class ModelMeta:
     test_sample_ids: tuple[str, ...] | None = None
     test_fold: int | None = None
     metrics: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    calibration: Calibration | None = None
     sha256: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
@@ -119,7 +148,7 @@ class ModelMeta:
         if missing:
             raise CheckpointError(f"{where} metadata lacks {missing}")
         known = {"name", *REQUIRED, "patch_size", "data_kind", "training_data", "test_sample_ids", "test_fold",
-                 "metrics", "sha256"}
+                 "metrics", "calibration", "sha256"}
         try:
             axis, norm = raw["time_axis"], raw["norm"]
             meta = cls(
@@ -134,6 +163,7 @@ class ModelMeta:
                 training_data=raw.get("training_data"),
                 test_sample_ids=None if raw.get("test_sample_ids") is None else tuple(raw["test_sample_ids"]),
                 test_fold=raw.get("test_fold"), metrics=dict(raw.get("metrics", {})), sha256=raw.get("sha256"),
+                calibration=None if raw.get("calibration") is None else Calibration.from_dict(raw["calibration"]),
                 extra={k: v for k, v in raw.items() if k not in known},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -165,7 +195,8 @@ class ModelMeta:
         }
         optional = {"data_kind": self.data_kind, "test_sample_ids": _list(self.test_sample_ids),
                     "test_fold": self.test_fold, "metrics": dict(self.metrics) or None, "patch_size": self.patch_size,
-                    "training_data": self.training_data}
+                    "training_data": self.training_data,
+                    "calibration": None if self.calibration is None else self.calibration.to_dict()}
         out.update({k: v for k, v in optional.items() if v is not None})
         out.update(self.extra)
         return out

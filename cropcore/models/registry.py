@@ -18,10 +18,11 @@ from cropcore.models.tempcnn import TempCNN
 
 @dataclass(frozen=True)
 class Entry:
-    """A registered architecture: its factory and input kind."""
+    """A registered architecture: its factory, input kind and whether ``forward`` takes ``latlon`` (B, 2)."""
 
     factory: Callable[..., nn.Module]
     kind: Kind
+    uses_location: bool = False
 
 
 _REGISTRY: dict[str, Entry] = {
@@ -45,6 +46,11 @@ def _entry(name: str) -> Entry:
 def model_kind(name: str) -> Kind:
     """``"pixel"`` or ``"patch"`` for a registered architecture."""
     return _entry(name).kind
+
+
+def uses_location(name: str) -> bool:
+    """Whether the architecture's ``forward(x, mask, latlon=...)`` takes each series' (lat, lon) in degrees."""
+    return _entry(name).uses_location
 
 
 def build_model(name: str, **kwargs: object) -> nn.Module:

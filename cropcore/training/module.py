@@ -1,7 +1,8 @@
 """The Lightning module :class:`CropModule`: loss with deep supervision, augmentation, mixup, LR schedule.
 
-Mixed precision is bf16 on CPU and bf16 (or fp16 with Lightning's GradScaler where bf16 is unsupported) on
-CUDA (:func:`precision_for`). The learning rate is ``lr * world_size * batch_size / base_batch_size`` with a
+Mixed precision is bf16 on CPUs with native bf16 (fp32 on the others, where bf16 is emulated and many times
+slower) and bf16 (or fp16 with Lightning's GradScaler where bf16 is unsupported) on CUDA
+(:func:`precision_for`). The learning rate is ``lr * world_size * batch_size / base_batch_size`` with a
 linear warm-up and cosine decay (:func:`lr_lambda`).
 """
 
@@ -10,43 +11,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cropcore.models import build_model
+from cropcore.inference.devices import cpu_has_native_bf16
+from cropcore.models import build_model, uses_location
+from cropcore.training.augment import Augment, augment, mixup
 from cropcore.training.metrics import metric_collection
-
-
-def augment(x: Tensor, mask: Tensor, y: Tensor, *, date_dropout: float = 0.0, jitter: int = 0,
-            flips: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-    """Random date dropout, temporal jitter (roll by up to ``jitter`` steps) and, for patches, flips/rot90."""
-    if date_dropout > 0:
-        mask = mask & (torch.rand(mask.shape, device=mask.device) >= date_dropout)
-    if jitter > 0:
-        shift = int(torch.randint(-jitter, jitter + 1, ()))
-        x, mask = x.roll(shift, dims=1), mask.roll(shift, dims=1)
-    if flips and x.ndim == 5:
-        if torch.rand(()) < 0.5:
-            x, y = x.flip(-1), y.flip(-1)
-        k = int(torch.randint(0, 4, ()))
-        x, y = x.rot90(k, dims=(-2, -1)), y.rot90(k, dims=(-2, -1))
-    shape = (*mask.shape, *([1] * (x.ndim - 2)))
-    return x * mask.reshape(shape).to(x.dtype), mask, y
-
-
-def mixup(x: Tensor, mask: Tensor, alpha: float) -> tuple[Tensor, Tensor, Tensor, float]:
-    """Mix each sample with a shuffled partner (weight ``lam`` ~ Beta(alpha, alpha), at least 0.5).
-
-    Returns the mixed inputs, the union of both masks, the partner order and ``lam``; the loss is
-    ``lam * loss(y) + (1 - lam) * loss(y[perm])``.
-    """
-    lam = float(np.random.beta(alpha, alpha))
-    lam = max(lam, 1.0 - lam)
-    perm = torch.randperm(x.shape[0], device=x.device)
-    return lam * x + (1 - lam) * x[perm], mask | mask[perm], perm, lam
 
 
 def lr_lambda(step: int, *, warmup: int, total: int) -> float:
@@ -58,10 +31,11 @@ def lr_lambda(step: int, *, warmup: int, total: int) -> float:
 
 
 def precision_for(accelerator: str) -> str:
-    """bf16 autocast on CPU; on CUDA bf16 where supported, else fp16 (Lightning adds a GradScaler)."""
+    """On CUDA bf16 where supported, else fp16 (Lightning adds a GradScaler); on CPU bf16 autocast where the
+    CPU computes bf16 natively, else fp32."""
     if accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available()):
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "bf16-mixed"
+    return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
 
 
 class CropModule(pl.LightningModule):
@@ -79,9 +53,8 @@ class CropModule(pl.LightningModule):
         warmup_frac: float = 0.05,
         class_weights: list[float] | None = None,
         aux_weights: tuple[float, ...] = (0.5, 0.25),
-        date_dropout: float = 0.0,
-        jitter: int = 0,
-        flips: bool = True,
+        augment: dict[str, Any] | None = None,
+        norm: tuple[list[float], list[float]] | None = None,
         mixup_alpha: float = 0.0,
         label_smoothing: float = 0.0,
     ) -> None:
@@ -90,23 +63,28 @@ class CropModule(pl.LightningModule):
         self.net = build_model(model, **model_kwargs)
         num_classes = model_kwargs["num_classes"]
         self.register_buffer("class_w", torch.tensor(class_weights) if class_weights else None)
+        self.augment = Augment.from_config(augment)
+        self.register_buffer("norm_mean", torch.tensor(norm[0]) if norm else None)
+        self.register_buffer("norm_std", torch.tensor(norm[1]) if norm else None)
+        self.location = uses_location(model)
         self.val_metrics = metric_collection(num_classes).clone(prefix="val_")
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        return self.net(x, mask)
+    def forward(self, x: Tensor, mask: Tensor, latlon: Tensor | None = None) -> Tensor:
+        """The network's output; ``latlon`` (B, 2) reaches only models that use location."""
+        return self.net(x, mask, latlon=latlon) if self.location else self.net(x, mask)
 
     def _loss(self, logits: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(logits.float(), y, weight=self.class_w, ignore_index=-1,
                                label_smoothing=self.hparams.label_smoothing)
 
-    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
-        x, mask, y = batch
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        x, mask, y, *rest = batch
         hp = self.hparams
-        x, mask, y = augment(x, mask, y, date_dropout=hp.date_dropout, jitter=hp.jitter, flips=hp.flips)
+        x, mask, y = augment(x, mask, y, self.augment, mean=self.norm_mean, std=self.norm_std)
         perm, lam = None, 1.0
         if hp.mixup_alpha > 0:
             x, mask, perm, lam = mixup(x, mask, hp.mixup_alpha)
-        out = self.net(x, mask)
+        out = self(x, mask, rest[0] if rest else None)
         logits, aux = (out if isinstance(out, tuple) else (out, []))
 
         def loss_of(z: Tensor) -> Tensor:
@@ -124,9 +102,9 @@ class CropModule(pl.LightningModule):
         if hasattr(dataset, "set_epoch"):  # composed patches: new layouts every epoch
             dataset.set_epoch(self.current_epoch)
 
-    def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
-        x, mask, y = batch
-        self.val_metrics.update(self.net(x, mask).float(), y)
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        x, mask, y, *rest = batch
+        self.val_metrics.update(self(x, mask, rest[0] if rest else None).float(), y)
 
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self.val_metrics.compute(), prog_bar=True, sync_dist=True)

@@ -44,8 +44,11 @@ def run(config: TrainConfig, *, resume: str | None = None, devices: str | int = 
     num_classes = config.model_kwargs["num_classes"]
     weights = dm.class_weights(num_classes) if config.optim.get("class_weights", True) else None
     optim = {k: v for k, v in config.optim.items() if k != "class_weights"}
+    norm = (dm.mean, dm.std) if hasattr(dm, "mean") else None
+    aug = dict(config.augment)
     module = CropModule(config.model, config.model_kwargs, batch_size=dm.hparams.batch_size,
-                        class_weights=weights, **optim, **config.augment)
+                        class_weights=weights, augment=aug, mixup_alpha=aug.pop("mixup_alpha", 0.0), norm=norm,
+                        **optim)
     run_dir = home() / "runs" / config.name
     ckpt = ModelCheckpoint(dirpath=run_dir, monitor="val_macro_f1", mode="max", save_last=True)
     accelerator = config.trainer.get("accelerator", "auto")
