@@ -131,21 +131,21 @@ def release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def run(
-    params: RunParams, *, progress: Progress | None = None, model: tuple[nn.Module, ModelMeta] | None = None,
-    workdir: Path | None = None,
-) -> RunResult:
-    """Search, load, preprocess and classify; ``model`` may pass an already loaded ``(model, meta)``.
+@dataclass
+class Season:
+    """The preprocessed monthly reflectance of an AOI for a model's season, and how it was obtained."""
 
-    With ``workdir`` the map is written there block by block (:class:`~cropcore.inference.sinks.GeoTiffSink`)
-    and read back lazily, so memory does not grow with the map; otherwise it is kept in memory.
-    """
-    from cropcore.inference.predict import predict_map
-    from cropcore.inference.sinks import GeoTiffSink
+    found: SearchResult
+    axis: pd.DatetimeIndex
+    reflectance: xr.DataArray  # (time, band, y, x), the model's bands in its order
+    failures: list[AssetFailure]
 
+
+def load_season(params: RunParams, meta: ModelMeta, *, progress: Progress | None = None,
+                timings: dict[str, float] | None = None) -> Season:
+    """Search, load and preprocess ``params.aoi`` onto ``meta``'s season axis (the input of :func:`run`)."""
     report = progress or silent
-    timings: dict[str, float] = {}
-    net, meta = model or load_checkpoint(params.model)
+    timings = {} if timings is None else timings
     axis = season_axis(meta, params.start, params.end)
     season_end = (axis[-1] + pd.offsets.MonthEnd(1)).strftime("%Y-%m-%d")
 
@@ -161,7 +161,7 @@ def run(
                           "surface reflectance: search Level-2A collections only, or add the Level-2A products instead")
 
     t0 = time.perf_counter()
-    report(0.1, f"loading {len(found.items)} scenes")
+    report(0.33, f"loading {len(found.items)} scenes")
     bands = list(meta.bands)
     has_scl = all(asset_key(item, "SCL") is not None for item in found.items)  # "SCL", "scl", "SCL_20m", ...
     loaded = load_cube(found.items, [*bands, "SCL"] if has_scl else bands, aoi=params.aoi,
@@ -169,12 +169,32 @@ def run(
     timings["load"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    report(0.2, "compositing and gap filling")
+    report(0.66, "compositing and gap filling")
     refl = preprocess(loaded.cube, freq="monthly", axis=axis).sel(band=bands)
     if refl.nbytes < PERSIST_BYTES:  # small AOIs: read once here, reuse for the plots; large ones stay lazy
-        (values,) = compute(refl.data, progress=span(report, 0.2, 0.3, "compositing: "))
+        (values,) = compute(refl.data, progress=span(report, 0.66, 1.0, "compositing: "))
         refl = refl.copy(data=values)
     timings["preprocess"] = time.perf_counter() - t0
+    return Season(found, axis, refl, loaded.failures)
+
+
+def run(
+    params: RunParams, *, progress: Progress | None = None, model: tuple[nn.Module, ModelMeta] | None = None,
+    workdir: Path | None = None,
+) -> RunResult:
+    """Search, load, preprocess (:func:`load_season`) and classify; ``model`` may pass a loaded ``(model, meta)``.
+
+    With ``workdir`` the map is written there block by block (:class:`~cropcore.inference.sinks.GeoTiffSink`)
+    and read back lazily, so memory does not grow with the map; otherwise it is kept in memory.
+    """
+    from cropcore.inference.predict import predict_map
+    from cropcore.inference.sinks import GeoTiffSink
+
+    report = progress or silent
+    timings: dict[str, float] = {}
+    net, meta = model or load_checkpoint(params.model)
+    season = load_season(params, meta, progress=span(report, 0.0, 0.3, ""), timings=timings)
+    refl = season.reflectance
 
     t0 = time.perf_counter()
     sink = None
@@ -186,7 +206,7 @@ def run(
     timings["infer"] = time.perf_counter() - t0
     release_memory()
     report(1.0, "done")
-    return RunResult(params, found, axis, refl, prediction, meta, loaded.failures, timings)
+    return RunResult(params, season.found, season.axis, refl, prediction, meta, season.failures, timings)
 
 
 def export_run(result: RunResult, out: Path, *, name: str = "cropmap") -> dict[str, Path]:
