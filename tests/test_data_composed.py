@@ -48,7 +48,7 @@ def test_patches_hold_the_real_series_with_small_noise_and_their_labels(series):
 
 
 def test_datamodule_keeps_train_and_test_samples_apart():
-    dm = ComposedDataModule("worldcereal", [WC], size=16, train_patches=20, eval_patches=5, batch_size=4)
+    dm = ComposedDataModule("worldcereal", paths=[WC], size=16, train_patches=20, eval_patches=5, batch_size=4)
     train_ids = {sid for i in range(20) for sid in dm.train.sample_id[dm.train_patches.layout(i)[1]]}
     test_ids = {sid for i in range(5) for sid in dm.test.sample_id[dm.test_patches.layout(i)[1]]}
     assert train_ids and test_ids and not train_ids & test_ids

@@ -24,6 +24,7 @@ class TrainConfig:
     trainer: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     output: str | None = None
+    calibration: dict[str, Any] = field(default_factory=dict)  # {"precision": kept pixels' target precision}
     init: str | None = None  # pretrained weights (in the models folder) the network starts from
 
 

@@ -1,19 +1,24 @@
 """Lightning data modules: labelled point series, composed patches and PASTIS folds; :func:`datamodule` picks one.
 
-Point series are split by sample id into train/val/test (normalisation from the train split); composed,
-semi-synthetic patches (``data.patches`` in the config, see :mod:`cropcore.data.composed`) are built from
-that same split, so patch and pixel models are scored on the same held-out real points.
+Point series are split by sample id into train/val/test (normalisation from the train split), or, with a
+``holdout`` region, tested on that whole region and trained/validated on the others (leave one region out).
+Composed, semi-synthetic patches (``data.patches`` in the config, see :mod:`cropcore.data.composed`) are built
+from that same split, so patch and pixel models are scored on the same held-out real points.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader
+import torch
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
+from cropcore.cube.indices import INDICES
+from cropcore.data.belgium import read_belgium_2021
 from cropcore.data.composed import ComposedPatches
 from cropcore.data.dl4sits import read_dl4sits
 from cropcore.data.pastis import PASTIS_VOID, PastisDataset, collate_patches, fold_split
@@ -25,11 +30,28 @@ from cropcore.training.config import TrainConfig
 
 
 def read_points(kind: str, path: str | Path) -> PointSeries:
-    """Read labelled point series of ``kind`` ("worldcereal" or "dl4sits")."""
+    """Read labelled point series of ``kind`` ("worldcereal" or "dl4sits"); a WorldCereal folder is the Belgian
+    2021 set (:func:`~cropcore.data.belgium.read_belgium_2021`, one point per location)."""
     readers = {"worldcereal": read_worldcereal, "dl4sits": read_dl4sits}
     if kind not in readers:
         raise ConfigError(f"data kind must be one of {sorted(readers)}, got {kind!r}")
+    if kind == "worldcereal" and Path(path).is_dir():
+        return read_belgium_2021(path)[0].labelled()
     return readers[kind](path).labelled()
+
+
+def with_indices(series: PointSeries, names: list[str]) -> PointSeries:
+    """Append spectral indices (:data:`~cropcore.cube.indices.INDICES`) as extra input channels."""
+    unknown = [n for n in names if n not in INDICES]
+    if unknown:
+        raise ConfigError(f"unknown indices {unknown}: choose from {', '.join(INDICES)}")
+    extra = []
+    for name in names:
+        a, b = (series.x[..., series.bands.index(band)] for band in INDICES[name])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            extra.append(np.where(a + b != 0, (a - b) / (a + b), np.nan).astype(np.float32))
+    x = np.concatenate([series.x, np.stack(extra, axis=-1)], axis=-1)
+    return replace(series, x=x, bands=(*series.bands, *names))
 
 
 class PointDataModule(pl.LightningDataModule):
@@ -38,23 +60,45 @@ class PointDataModule(pl.LightningDataModule):
     def __init__(
         self,
         kind: str,
-        paths: list[str],
+        paths: list[str] | None = None,
         *,
+        regions: dict[str, list[str]] | None = None,
+        holdout: str | None = None,
         test_path: str | None = None,
         split: tuple[float, float, float] = (0.7, 0.1, 0.2),
         batch_size: int = 32,
         seed: int = 0,
         num_workers: int = 0,
+        balanced: bool = False,
+        indices: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         root = data_dir()
-        series = concat([read_points(kind, root / p) for p in paths])
-        if test_path is not None:  # a published test file: the training files give train and val only
+        if (paths is None) == (regions is None):
+            raise ConfigError("give the data as either 'paths' or 'regions' (name -> paths)")
+        groups = regions or {"": paths or []}
+        parts = {name: concat([read_points(kind, root / p) for p in files]) for name, files in groups.items()}
+        series = concat(list(parts.values()))
+        region = np.concatenate([np.full(len(part), name, object) for name, part in parts.items()])
+        if indices:
+            series = with_indices(series, list(indices))
+        if holdout is not None and holdout not in parts:
+            raise ConfigError(f"holdout region {holdout!r} is not one of the data's regions {sorted(parts)}")
+        if test_path is not None or holdout is not None:  # the test set is given: split the rest in train/val
             split = (split[0] / (split[0] + split[1]), split[1] / (split[0] + split[1]), 0.0)
-        train, val, test = split_by_sample(series.sample_id, tuple(split), seed=seed)
-        self.test = read_points(kind, root / test_path) if test_path else series.subset(test)
-        self.train, self.val = series.subset(train), series.subset(val)
+        rest = region != holdout
+        train, val, _ = split_by_sample(series.sample_id[rest], tuple(split), seed=seed)
+        if test_path:
+            test_series = read_points(kind, root / test_path)
+            self.test = with_indices(test_series, list(indices)) if indices else test_series
+            self.test_region = np.full(len(self.test), "", object)
+        else:
+            test = ~rest if holdout is not None else split_by_sample(series.sample_id, tuple(split), seed=seed)[2]
+            self.test, self.test_region = series.subset(test), region[test]
+        others = series.subset(rest)
+        self.train, self.val = others.subset(train), others.subset(val)
+        self.train_region = region[rest][train]
         self.mean, self.std = norm_stats(self.train.x)
 
     def _loader(self, series: PointSeries, shuffle: bool) -> DataLoader:
@@ -62,7 +106,13 @@ class PointDataModule(pl.LightningDataModule):
                           shuffle=shuffle, num_workers=self.hparams.num_workers, drop_last=shuffle)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train, True)
+        if not self.hparams.balanced:
+            return self._loader(self.train, True)
+        counts = np.bincount(self.train.y)
+        weights = torch.from_numpy(1.0 / counts[self.train.y])
+        sampler = WeightedRandomSampler(weights, num_samples=len(self.train), replacement=True)
+        return DataLoader(PointDataset(self.train, self.mean, self.std), batch_size=self.hparams.batch_size,
+                          sampler=sampler, num_workers=self.hparams.num_workers, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val, False)
@@ -80,7 +130,6 @@ class ComposedDataModule(PointDataModule):
     def __init__(
         self,
         kind: str,
-        paths: list[str],
         *,
         size: int = 32,
         parcels: tuple[int, int] = (3, 12),
@@ -89,7 +138,7 @@ class ComposedDataModule(PointDataModule):
         eval_patches: int = 64,
         **kwargs: Any,
     ) -> None:
-        super().__init__(kind, paths, **kwargs)
+        super().__init__(kind, **kwargs)
         seed = self.hparams.seed
 
         def patches(series: PointSeries, n: int, offset: int) -> ComposedPatches:
@@ -164,8 +213,15 @@ def datamodule(config: TrainConfig) -> PointDataModule | PastisDataModule:
     if data["kind"] == "pastis":
         return PastisDataModule(data["root"], test_fold=data.get("test_fold", 1),
                                 batch_size=data.get("batch_size", 4))
-    common = {"test_path": data.get("test_path"), "split": tuple(data.get("split", (0.7, 0.1, 0.2))),
-              "batch_size": data.get("batch_size", 32), "seed": config.seed}
+    known = {"kind", "paths", "regions", "holdout", "test_path", "split", "batch_size", "balanced", "indices",
+             "patches"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown data option(s) {unknown}; valid: {sorted(known)}")
+    common = {"paths": data.get("paths"), "regions": data.get("regions"), "holdout": data.get("holdout"),
+              "test_path": data.get("test_path"), "split": tuple(data.get("split", (0.7, 0.1, 0.2))),
+              "batch_size": data.get("batch_size", 32), "seed": config.seed, "balanced": data.get("balanced", False),
+              "indices": data.get("indices")}
     if "patches" in data:
-        return ComposedDataModule(data["kind"], data["paths"], **data["patches"], **common)
-    return PointDataModule(data["kind"], data["paths"], **common)
+        return ComposedDataModule(data["kind"], **data["patches"], **common)
+    return PointDataModule(data["kind"], **common)

@@ -9,7 +9,7 @@ import numpy as np
 
 from cropcore.data.pastis import PASTIS_BANDS, PASTIS_CLASSES
 from cropcore.legend import CROP_LEGEND
-from cropcore.models import LegendEntry, ModelMeta, Normalisation, TimeAxis, model_kind
+from cropcore.models import Calibration, LegendEntry, ModelMeta, Normalisation, TimeAxis, model_kind
 from cropcore.training.config import TrainConfig
 from cropcore.training.datamodules import ComposedDataModule, PastisDataModule, PointDataModule
 
@@ -24,8 +24,10 @@ def _headline(results: dict[str, Any], runs: tuple[str, ...]) -> dict[str, Any]:
     return {k: {m: results[k][m] for m in ("oa", "macro_f1")} for k in runs}
 
 
-def checkpoint_meta(config: TrainConfig, dm: PointDataModule, results: dict[str, Any]) -> ModelMeta:
-    """Metadata of a run on point series (pixel models) or patches composed from them."""
+def checkpoint_meta(config: TrainConfig, dm: PointDataModule, results: dict[str, Any],
+                    calibration: Calibration | None = None) -> ModelMeta:
+    """Metadata of a run on point series (pixel models) or patches composed from them, with the network's
+    calibration and its reliability on the test split (``metrics["calibration"]``)."""
     worldcereal = config.data["kind"] == "worldcereal"
     if worldcereal:
         legend = tuple(LegendEntry(i, c.name, c.color, c.is_crop) for i, c in enumerate(CROP_LEGEND))
@@ -45,7 +47,9 @@ def checkpoint_meta(config: TrainConfig, dm: PointDataModule, results: dict[str,
         legend=legend,
         data_kind=config.data["kind"],
         test_sample_ids=held_out,
-        metrics=_headline(results, runs),
+        metrics={**_headline(results, runs), "calibration": {
+            k: results["network"][k] for k in ("ece_raw", "ece", "reliability") if k in results["network"]}},
+        calibration=calibration,
         patch_size=dm.hparams.size if composed else None,
         training_data=COMPOSED_DATA if composed else None,
     )

@@ -11,31 +11,32 @@ import json
 import time
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset
 
 from cropcore.data.pastis import PASTIS_CLASSES, collate_patches
-from cropcore.data.points import prepare
 from cropcore.errors import ConfigError
 from cropcore.legend import CROP_LEGEND
 from cropcore.models import save_checkpoint
 from cropcore.settings import PROJECT_ROOT, home, models_dir
-from cropcore.training.baseline import random_forest
 from cropcore.training.config import TrainConfig
 from cropcore.training.datamodules import ComposedDataModule, PastisDataModule, datamodule
-from cropcore.training.evaluation import predict_series
 from cropcore.training.metadata import checkpoint_meta, pastis_meta
 from cropcore.training.metrics import classification_report
 from cropcore.training.module import CropModule, precision_for
+from cropcore.training.scoring import TARGET_PRECISION, score_points
 
 
 def run(config: TrainConfig, *, resume: str | None = None, devices: str | int = "auto",
         fast_dev_run: bool = False) -> dict[str, Any]:
     """Train, test on the held-out split, compare with a RandomForest, and write the checkpoint + results.
 
-    ``results["network"]`` and ``results["random_forest"]`` are scored on the held-out real points; a patch
+    ``results["network"]`` and ``results["random_forest"]`` are scored on the held-out real points after
+    calibration on the validation split (:mod:`cropcore.training.scoring`; the network's goes into the
+    checkpoint); a patch
     model also gets ``results["network_patches"]``, pixel metrics on held-out composed patches. PASTIS runs
     only have ``results["network_patches"]``, pixel metrics on the test fold.
     """
@@ -50,6 +51,8 @@ def run(config: TrainConfig, *, resume: str | None = None, devices: str | int = 
     module = CropModule(config.model, config.model_kwargs, batch_size=dm.hparams.batch_size,
                         class_weights=weights, augment=aug, mixup_alpha=aug.pop("mixup_alpha", 0.0), norm=norm,
                         **optim)
+    if hasattr(module.net, "set_input_norm") and hasattr(dm, "mean"):
+        module.net.set_input_norm(dm.mean, dm.std)
     if config.init:
         if not hasattr(module.net, "load_pretrained"):
             raise ConfigError(f"{config.model} cannot start from pretrained weights (init: {config.init})")
@@ -80,23 +83,19 @@ def run(config: TrainConfig, *, resume: str | None = None, devices: str | int = 
         (run_dir / "results.json").write_text(json.dumps(results, indent=2))
         return results
     patch_size = dm.hparams.size if isinstance(dm, ComposedDataModule) else None
-    x, mask = prepare(dm.test, dm.mean, dm.std)
     names = list(dm.train.class_names)
     crop = [i for i, c in enumerate(CROP_LEGEND) if c.is_crop] if config.data["kind"] == "worldcereal" else None
-    y_test = torch.from_numpy(dm.test.y)
-    results = {
-        "network": classification_report(predict_series(net, x, mask, patch_size=patch_size), y_test, names,
-                                         crop_classes=crop),
-        "random_forest": classification_report(random_forest(dm.train, dm.test, dm.mean, dm.std, seed=config.seed),
-                                               y_test, names, crop_classes=crop),
-        "train_seconds": round(train_seconds, 1),
-        "sizes": {"train": len(dm.train), "val": len(dm.val), "test": len(dm.test)},
-    }
+    scores, calibration = score_points(net, dm.train, dm.val, dm.test, mean=dm.mean, std=dm.std, crop=crop,
+                                       seed=config.seed, patch_size=patch_size,
+                                       precision=config.calibration.get("precision", TARGET_PRECISION))
+    results = {**scores, "train_seconds": round(train_seconds, 1),
+               "sizes": {"train": len(dm.train), "val": len(dm.val), "test": len(dm.test)},
+               "test_regions": {str(r): int((dm.test_region == r).sum()) for r in np.unique(dm.test_region)}}
     if isinstance(dm, ComposedDataModule):
         results["network_patches"] = score_patches(net, dm.test_patches, names, crop_classes=crop)
         results["patch_data"] = "composed patches (semi-synthetic layouts, real series)"
     if config.output:
-        save_checkpoint(PROJECT_ROOT / config.output, net, checkpoint_meta(config, dm, results))
+        save_checkpoint(PROJECT_ROOT / config.output, net, checkpoint_meta(config, dm, results, calibration))
     (run_dir / "results.json").write_text(json.dumps(results, indent=2))
     return results
 

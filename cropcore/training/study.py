@@ -1,0 +1,121 @@
+"""The generalisation study: every model and the RandomForest, split by sample (several seeds) and leave one
+region out, plus augmentation variants; results saved as JSON and as the model card's tables.
+
+A study config (``configs/study_generalisation.yaml``) names the training configs to compare, the seeds, the
+regions to hold out and the variants (overrides of one model's config). Each run is a normal training run
+(:func:`cropcore.training.run.run`) without a checkpoint; finished runs are kept under
+``CROPCORE_HOME/study/<name>/`` and reused, so an interrupted study resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cropcore.errors import ConfigError
+from cropcore.settings import PROJECT_ROOT, home
+from cropcore.training.config import TrainConfig, load_config
+
+
+@dataclass(frozen=True)
+class Study:
+    """What to compare: ``models`` (label -> training config), seeds, held-out regions, ``variants`` of
+    ``variant_base`` (label -> config overrides, run leave-one-region-out only)."""
+
+    name: str
+    models: dict[str, str]
+    seeds: tuple[int, ...]
+    holdouts: tuple[str, ...]
+    variant_base: str | None = None
+    variants: dict[str, dict[str, Any]] | None = None
+    epochs: int | None = None  # override every config's max_epochs (quick checks only)
+
+
+def load_study(path: str | Path) -> Study:
+    """Read a study YAML; unknown keys raise :class:`ConfigError`."""
+    raw = yaml.safe_load(Path(path).read_text())
+    try:
+        study = Study(**{**raw, "seeds": tuple(raw.get("seeds", (0, 1, 2))),
+                         "holdouts": tuple(raw.get("holdouts", ()))})
+    except TypeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    if study.variants and study.variant_base not in study.models:
+        raise ConfigError(f"{path}: variant_base must be one of the models {sorted(study.models)}")
+    return study
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def split_config(config: TrainConfig, *, seed: int | None = None, holdout: str | None = None,
+                 overrides: dict[str, Any] | None = None, epochs: int | None = None) -> TrainConfig:
+    """``config`` for one run of the study: no checkpoint written, the split's seed or held-out region."""
+    raw = _merge({k: getattr(config, k) for k in config.__dataclass_fields__}, overrides or {})
+    data = dict(raw["data"])
+    if holdout is not None:
+        data["holdout"] = holdout
+    trainer = dict(raw["trainer"], **({"max_epochs": epochs} if epochs else {}))
+    return replace(TrainConfig(**raw), data=data, trainer=trainer, output=None,
+                   seed=config.seed if seed is None else seed)
+
+
+def plan(study: Study) -> list[tuple[str, str, TrainConfig]]:
+    """Every run of the study as (model label, split label, config); variants' labels start with the base's."""
+    runs = []
+    for label, path in study.models.items():
+        config = load_config(PROJECT_ROOT / path)
+        runs += [(label, f"sample seed {s}", split_config(config, seed=s, epochs=study.epochs)) for s in study.seeds]
+        runs += [(label, f"holdout {r}", split_config(config, holdout=r, epochs=study.epochs))
+                 for r in study.holdouts]
+    if study.variants and study.variant_base:
+        base = load_config(PROJECT_ROOT / study.models[study.variant_base])
+        for label, over in study.variants.items():
+            runs += [(f"{study.variant_base} {label}", f"holdout {r}",
+                      split_config(base, holdout=r, overrides=over, epochs=study.epochs)) for r in study.holdouts]
+    return runs
+
+
+def _key(config: TrainConfig) -> str:
+    raw = json.dumps({k: getattr(config, k) for k in config.__dataclass_fields__}, sort_keys=True, default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def run_study(study: Study, *, report: Callable[[str], None] = print,
+              runner: Callable[[TrainConfig], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Run (or reuse) every run of ``study``; returns one record per run with both models' results."""
+    if runner is None:
+        from cropcore.training.run import run as runner
+    cache = home() / "study" / study.name
+    cache.mkdir(parents=True, exist_ok=True)
+    records = []
+    runs = plan(study)
+    for i, (label, split, config) in enumerate(runs, 1):
+        key = _key(config)
+        path = cache / f"{key}.json"
+        config = replace(config, name=f"{study.name}_{key}")  # each run its own Lightning folder
+        if path.is_file():
+            record = json.loads(path.read_text())
+            report(f"[{i}/{len(runs)}] {label}, {split}: reused")
+        else:
+            report(f"[{i}/{len(runs)}] {label}, {split}: training ...")
+            results = runner(config)
+            record = {"model": label, "split": split, "config": config.name, "results": results,
+                      "variant": label not in study.models}
+            tmp = path.with_suffix(".part")
+            tmp.write_text(json.dumps(record, default=float))
+            tmp.replace(path)
+            net, rf = results["network"], results["random_forest"]
+            report(f"    network macro-F1 {net['macro_f1']:.3f}  RF {rf['macro_f1']:.3f}  "
+                   f"({results['train_seconds']} s)")
+        records.append(record)
+    return records
