@@ -18,6 +18,7 @@ from torch import nn
 from cropcore.errors import CheckpointError
 from cropcore.models.meta import ModelMeta
 from cropcore.models.registry import build_model, model_kind
+from cropcore.settings import home
 
 FORMAT = "cropcore-checkpoint/1"
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -34,15 +35,22 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: ModelMeta) -> Path
 
 
 def resolve(path_or_name: str | Path) -> Path:
-    """Return the file for a path or the name of a shipped checkpoint (``cropcore/checkpoints/<name>.pt``)."""
+    """Return the file for a path, or for the name of a checkpoint in :func:`list_checkpoints`."""
     path = Path(path_or_name)
     if path.is_file():
         return path
-    shipped = CHECKPOINT_DIR / f"{path_or_name}.pt"
-    if shipped.is_file():
-        return shipped
-    names = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt"))
-    raise CheckpointError(f"no checkpoint at {path_or_name!r}; give a file or one of: {', '.join(names)}")
+    known = list_checkpoints()
+    if str(path_or_name) in known:
+        return known[str(path_or_name)]
+    raise CheckpointError(f"no checkpoint at {path_or_name!r}; give a file or one of: {', '.join(known)}")
+
+
+def list_checkpoints() -> dict[str, Path]:
+    """Checkpoints by name: the shipped ones (``cropcore/checkpoints``), then the user's own models
+    (``CROPCORE_HOME/models``, written by ``cropcore train --labels``); a shipped name hides a user's file."""
+    shipped = {p.stem: p for p in sorted(CHECKPOINT_DIR.glob("*.pt"))}
+    own = {p.stem: p for p in sorted((home() / "models").glob("*.pt")) if p.stem not in shipped}
+    return {**shipped, **own}
 
 
 def load_checkpoint(
