@@ -35,8 +35,8 @@ def test_labels_per_file():
     counts = {p.name: np.bincount(read_worldcereal(p).y + 1, minlength=len(NAMES) + 1).tolist()
               for p in (LONG, MONTHLY, DEKAD)}
     # [unlabelled, non-crop, maize, winter cereals, sorghum/millet, oilseeds, other crops]
-    assert counts == {LONG.name: [46, 36, 12, 3, 0, 0, 3], MONTHLY.name: [35, 6, 5, 2, 0, 0, 2],
-                      DEKAD.name: [35, 3, 7, 3, 0, 0, 2]}
+    assert counts == {LONG.name: [46, 36, 12, 3, 0, 0, 3], MONTHLY.name: [20, 21, 5, 2, 0, 0, 2],
+                      DEKAD.name: [23, 15, 7, 3, 0, 0, 2]}
 
 
 def test_legacy_codes_map_to_ewoc_as_in_the_csv():
@@ -57,7 +57,9 @@ def test_legacy_labels_reach_the_legend():
     for sid, (crop, cover) in label.items():
         if crop in expect:
             assert NAMES[y[sid]] == expect[crop]
-        elif crop == 9120 or cover == 99:  # legacy grassland code unknown to class_mappings; "no cropland"
+        elif crop == 9120:  # legacy permanent grass: grassland, non-crop (worldcereal.LEGACY_LANDCOVER)
+            assert y[sid] == 0
+        elif cover == 99:  # "no cropland": ignored by class_mappings
             assert y[sid] == -1
         elif crop == 0 and cover in (30, 40, 70):  # shrubland, forest, water
             assert y[sid] == 0
@@ -92,7 +94,7 @@ def test_three_files_together_are_deduplicated_by_location():
     # no two points of the files lie within 1 m (the nearest pair across files is ~200 m apart)
     assert report.dropped == 0 and report.kept == len(s) == 200 and len(set(s.sample_id)) == 200
     labelled = s.labelled()
-    assert np.bincount(labelled.y, minlength=len(NAMES)).tolist() == [45, 24, 8, 0, 0, 7]
+    assert np.bincount(labelled.y, minlength=len(NAMES)).tolist() == [72, 24, 8, 0, 0, 7]
     assert {0, 1, 2, 5} <= set(labelled.y.tolist())
 
 

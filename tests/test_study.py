@@ -20,7 +20,7 @@ REGIONS = {"France": ["worldcereal/2023_FRA_LPIS_POLY_110_dekad.geoparquet"],
 
 def test_holding_out_a_region_tests_on_all_of_it_and_trains_on_none_of_it():
     dm = PointDataModule("worldcereal", regions=REGIONS, holdout="Belgium")
-    assert set(dm.test_region) == {"Belgium"} and len(dm.test) == 84  # every labelled Belgian point
+    assert set(dm.test_region) == {"Belgium"} and len(dm.test) == 111  # every labelled Belgian point
     assert "Belgium" not in set(dm.train_region)
     assert not set(dm.test.sample_id) & (set(dm.train.sample_id) | set(dm.val.sample_id))
     by_sample = PointDataModule("worldcereal", regions=REGIONS, seed=1)
@@ -60,7 +60,7 @@ def test_a_small_study_trains_resumes_and_writes_the_card_tables(tmp_path, monke
     assert [(r["model"], r["split"]) for r in records] == [
         ("TempCNN", "sample seed 0"), ("TempCNN", "holdout Belgium"), ("TempCNN + shift", "holdout Belgium")]
     belgium = records[1]["results"]
-    assert belgium["test_regions"] == {"Belgium": 84} and belgium["network"]["n"] == 84
+    assert belgium["test_regions"] == {"Belgium": 111} and belgium["network"]["n"] == 111
     for model in ("network", "random_forest"):
         m = belgium[model]
         assert {"oa", "macro_f1", "crop_balanced_accuracy", "noncrop_recall", "ece", "per_class"} <= set(m)

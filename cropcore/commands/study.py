@@ -20,6 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="model card whose study tables are rewritten (default: docs/MODEL_CARD.md)")
     parser.add_argument("--no-card", action="store_true", help="do not touch the model card")
     parser.add_argument("--epochs", type=int, default=None, help="override max_epochs (quick checks only)")
+    parser.add_argument("--shard", default=None, metavar="I/N",
+                        help="run only the I-th of N shares of the runs (0-based), e.g. one process per core; "
+                             "finish with a run without --shard, which reuses them and writes the tables; "
+                             "each share uses one thread")
     parser.set_defaults(func=main)
 
 
@@ -34,6 +38,20 @@ def main(args: argparse.Namespace) -> int:
     study = load_study(args.config)
     if args.epochs:
         study = replace(study, epochs=args.epochs)
+    if args.shard:
+        from cropcore.errors import ConfigError
+
+        try:
+            index, count = (int(v) for v in args.shard.split("/"))
+        except ValueError:
+            raise ConfigError(f"--shard takes I/N, e.g. 0/2; got {args.shard!r}") from None
+        if not 0 <= index < count:
+            raise ConfigError(f"--shard {args.shard}: I must be in 0..N-1")
+        import torch
+
+        torch.set_num_threads(1)  # one core per share: small models do not gain from threads, and N threaded
+        run_study(study, shard=(index, count))  # processes on N cores would oversubscribe them
+        return 0
     records = run_study(study)
     text = tables(records, variant_base=study.variant_base)
     print(text)

@@ -91,8 +91,13 @@ def _key(config: TrainConfig) -> str:
 
 
 def run_study(study: Study, *, report: Callable[[str], None] = print,
-              runner: Callable[[TrainConfig], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Run (or reuse) every run of ``study``; returns one record per run with both models' results."""
+              runner: Callable[[TrainConfig], dict[str, Any]] | None = None,
+              shard: tuple[int, int] = (0, 1)) -> list[dict[str, Any]]:
+    """Run (or reuse) every run of ``study``; returns one record per run with both models' results.
+
+    ``shard=(i, n)`` runs only every n-th run from the i-th (for n processes side by side, each with its
+    share of the cores); its records are the finished runs of that share.
+    """
     if runner is None:
         from cropcore.training.run import run as runner
     cache = home() / "study" / study.name
@@ -100,6 +105,8 @@ def run_study(study: Study, *, report: Callable[[str], None] = print,
     records = []
     runs = plan(study)
     for i, (label, split, config) in enumerate(runs, 1):
+        if (i - 1) % shard[1] != shard[0]:
+            continue
         key = _key(config)
         path = cache / f"{key}.json"
         config = replace(config, name=f"{study.name}_{key}")  # each run its own Lightning folder
