@@ -88,17 +88,17 @@ def test_oom_halves_the_batch_and_completes(tempcnn, monkeypatch):
     real = runner._forward
     sizes = []
 
-    def flaky(x):
+    def flaky(x, latlon=None):
         sizes.append(x.shape[0])
         if x.shape[0] > 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
-        return real(x)
+        return real(x, latlon)
 
     monkeypatch.setattr(runner, "_forward", flaky)
     batch = np.random.default_rng(0).normal(size=(4, 12, 9, 8, 8)).astype("float32")
     logits = runner.logits(batch)
     assert logits.shape == (4, 6, 8, 8) and sizes == [4, 2, 1, 1, 2, 1, 1]
-    monkeypatch.setattr(runner, "_forward", lambda x: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("x")))
+    monkeypatch.setattr(runner, "_forward", lambda x, latlon: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("x")))
     with pytest.raises(InferenceError, match="smaller tile"):
         runner.logits(batch[:1])
 

@@ -9,12 +9,12 @@ e.g. for the CLI's defaults, stays light.
 from importlib import import_module
 from typing import Any
 
-from cropcore.inference.options import CHUNK_ROWS, NODATA, InferenceOptions, cube_chunks
+from cropcore.inference.options import CHUNK_ROWS, NODATA, UNCERTAIN, InferenceOptions, cube_chunks
 
 _LAZY = {"predict_map": "predict", "Runner": "devices", "resolve_devices": "devices", "WindowReader": "reader",
-         "GeoTiffSink": "sinks", "ArraySink": "sinks"}
+         "GeoTiffSink": "sinks", "ArraySink": "sinks", "Decision": "calibrate", "with_min_confidence": "calibrate"}
 
-__all__ = ["CHUNK_ROWS", "NODATA", "InferenceOptions", "cube_chunks", *_LAZY]
+__all__ = ["CHUNK_ROWS", "NODATA", "UNCERTAIN", "InferenceOptions", "cube_chunks", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -85,9 +85,13 @@ def autocast_dtype(device: str, amp: AmpSpec) -> torch.dtype | None:
 
 
 class Runner:
-    """One model on one device: logits for a batch of tiles, halving the batch on CUDA OOM."""
+    """One model on one device: logits for a batch of tiles, halving the batch on CUDA OOM.
 
-    def __init__(self, model: nn.Module, device: str, amp: AmpSpec, *, pixel: bool,
+    ``location``: the model's ``forward(x, mask, latlon=...)`` takes (lat, lon) in degrees, (B, 2): each pixel's
+    for a pixel classifier, the tile centre's for a patch model (see :class:`~cropcore.inference.location.Locator`).
+    """
+
+    def __init__(self, model: nn.Module, device: str, amp: AmpSpec, *, pixel: bool, location: bool = False,
                  threads: int | None = None) -> None:
         if threads and device == "cpu":
             torch.set_num_threads(threads)
@@ -95,39 +99,49 @@ class Runner:
         self.model = model.to(self.device).eval()
         self.dtype = autocast_dtype(device, amp)
         self.pixel = pixel  # a pixel classifier (B, T, C): tiles are classified pixel by pixel
+        self.location = location
         self.multiple = int(getattr(model, "size_multiple", 1))
         self.busy = 0.0  # seconds spent in logits()
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _call(self, x: torch.Tensor, mask: torch.Tensor, latlon: torch.Tensor | None) -> torch.Tensor:
+        return self.model(x, mask) if latlon is None else self.model(x, mask, latlon=latlon)
+
+    def _forward(self, x: torch.Tensor, latlon: torch.Tensor | None = None) -> torch.Tensor:
         b, t, c, h, w = x.shape
         mask = torch.ones((b, t), dtype=torch.bool, device=x.device)
         if self.pixel:
             pixels = x.permute(0, 3, 4, 1, 2).reshape(b * h * w, t, c)
-            logits = self.model(pixels, mask.new_ones((b * h * w, t)))
+            where = None if latlon is None else latlon.reshape(b * h * w, 2)
+            logits = self._call(pixels, mask.new_ones((b * h * w, t)), where)
             return logits.reshape(b, h, w, -1).permute(0, 3, 1, 2)
+        where = None if latlon is None else latlon[:, h // 2, w // 2]
         ph, pw = (-h) % self.multiple, (-w) % self.multiple
         if ph or pw:  # pad to the model's size multiple, then crop back
             flat = F.pad(x.reshape(b, t * c, h, w), (0, pw, 0, ph), mode="reflect" if min(h, w) > 1 else "replicate")
             x = flat.reshape(b, t, c, h + ph, w + pw)
-        return self.model(x, mask)[..., :h, :w]
+        return self._call(x, mask, where)[..., :h, :w]
 
     @torch.inference_mode()
-    def logits(self, batch: np.ndarray) -> np.ndarray:
-        """Float32 logits (B, K, h, w) for normalised tiles (B, T, C, h, w)."""
+    def logits(self, batch: np.ndarray, latlon: np.ndarray | None = None) -> np.ndarray:
+        """Float32 logits (B, K, h, w) for normalised tiles (B, T, C, h, w); ``latlon`` (B, h, w, 2) is each
+        pixel's (lat, lon), needed by models that take location."""
+        if self.location and latlon is None:
+            raise InferenceError("this model takes each pixel's location, but none was given")
         t0 = time.perf_counter()
         try:
-            return self._logits(batch)
+            return self._logits(batch, latlon if self.location else None)
         finally:
             self.busy += time.perf_counter() - t0
 
-    def _logits(self, batch: np.ndarray) -> np.ndarray:
+    def _logits(self, batch: np.ndarray, latlon: np.ndarray | None) -> np.ndarray:
         try:
             x = torch.from_numpy(batch).to(self.device, non_blocking=True)
+            where = None if latlon is None else torch.from_numpy(latlon).to(self.device)
             if self.dtype is None:
-                out = self._forward(x)
+                out = self._forward(x, where)
             else:
                 with torch.autocast(self.device.type, dtype=self.dtype):
-                    out = self._forward(x)
+                    out = self._forward(x, where)
             return out.float().cpu().numpy()
         except torch.cuda.OutOfMemoryError:
             if len(batch) == 1:
@@ -135,17 +149,19 @@ class Runner:
             torch.cuda.empty_cache()
             half = len(batch) // 2
             log.warning("CUDA out of memory on %s: retrying with batches of %d", self.device, half)
-            return np.concatenate([self._logits(batch[:half]), self._logits(batch[half:])])
+            parts = [(batch[:half], None if latlon is None else latlon[:half]),
+                     (batch[half:], None if latlon is None else latlon[half:])]
+            return np.concatenate([self._logits(*part) for part in parts])
 
 
-def _worker(model: nn.Module, device: str, amp: AmpSpec, pixel: bool, threads: int, inbox: mp.Queue,
-            outbox: mp.Queue) -> None:
-    """Process loop: take ``(index, batch)``, put ``(index, logits)``; ``None`` ends it."""
+def _worker(model: nn.Module, device: str, amp: AmpSpec, pixel: bool, location: bool, threads: int,
+            inbox: mp.Queue, outbox: mp.Queue) -> None:
+    """Process loop: take ``(index, batch, latlon)``, put ``(index, logits)``; ``None`` ends it."""
     try:
-        runner = Runner(model, device, amp, pixel=pixel, threads=threads)
+        runner = Runner(model, device, amp, pixel=pixel, location=location, threads=threads)
         while (job := inbox.get()) is not None:
-            index, batch = job
-            outbox.put((index, runner.logits(batch)))
+            index, batch, latlon = job
+            outbox.put((index, runner.logits(batch, latlon)))
     except Exception as exc:  # reported to the parent, which raises it
         outbox.put((-1, f"{device}: {type(exc).__name__}: {exc}"))
 
@@ -153,18 +169,20 @@ def _worker(model: nn.Module, device: str, amp: AmpSpec, pixel: bool, threads: i
 class WorkerPool:
     """Worker processes, one per device, fed from one queue (so tiles are shared out, never duplicated)."""
 
-    def __init__(self, model: nn.Module, devices: list[str], amp: AmpSpec, *, pixel: bool) -> None:
+    def __init__(self, model: nn.Module, devices: list[str], amp: AmpSpec, *, pixel: bool,
+                 location: bool = False) -> None:
         ctx = mp.get_context("spawn")
         self.inbox, self.outbox = ctx.Queue(), ctx.Queue()
         cpu_workers = sum(d == "cpu" for d in devices)
         threads = max(1, (os.cpu_count() or 1) // max(cpu_workers, 1))
-        self.procs = [ctx.Process(target=_worker, args=(model, d, amp, pixel, threads, self.inbox, self.outbox),
-                                  daemon=True) for d in devices]
+        self.procs = [ctx.Process(target=_worker, daemon=True,
+                                  args=(model, d, amp, pixel, location, threads, self.inbox, self.outbox))
+                      for d in devices]
         for p in self.procs:
             p.start()
 
-    def submit(self, index: int, batch: np.ndarray) -> None:
-        self.inbox.put((index, batch))
+    def submit(self, index: int, batch: np.ndarray, latlon: np.ndarray | None = None) -> None:
+        self.inbox.put((index, batch, latlon))
 
     def result(self) -> tuple[int, np.ndarray]:
         while True:

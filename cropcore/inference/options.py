@@ -12,6 +12,8 @@ from cropcore.errors import ConfigError
 
 #: Class value of pixels without any input data.
 NODATA = 255
+#: Class value of pixels whose calibrated confidence is below the run's minimum confidence ("uncertain").
+UNCERTAIN = 254
 #: Height in pixels of the loaded cube's dask chunks (see :func:`cube_chunks`).
 CHUNK_ROWS = 512
 
@@ -27,7 +29,8 @@ class InferenceOptions:
     ``tile`` and ``overlap`` in pixels; tiles are read in column strips ``strip`` pixels wide (``None``: the
     whole width), which bounds input memory; ``batch_size`` tiles per model call; ``devices``: ``"auto"``
     (every CUDA device, else the CPU), ``"cpu"``, ``"cpu:N"`` or ``"cuda:0,cuda:1"``; ``amp``: see
-    :data:`AmpSpec`.
+    :data:`AmpSpec`. ``min_confidence`` (0-1): pixels whose calibrated confidence is below it are
+    :data:`UNCERTAIN` (``None``: the checkpoint's calibration, 0 for an uncalibrated checkpoint).
     """
 
     tile: int = 64
@@ -36,6 +39,7 @@ class InferenceOptions:
     batch_size: int = 4
     devices: str | Sequence[str] = "auto"
     amp: AmpSpec = True
+    min_confidence: float | None = None
 
     def __post_init__(self) -> None:
         if self.tile < 1 or not 0 <= self.overlap < self.tile:
@@ -44,6 +48,15 @@ class InferenceOptions:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.strip is not None and self.strip < self.tile:
             raise ConfigError(f"the strip width ({self.strip} px) must be at least the tile size ({self.tile} px)")
+        if self.min_confidence is not None:
+            check_min_confidence(self.min_confidence)
+
+
+def check_min_confidence(value: float) -> float:
+    """``value`` if it is a probability (0-1), else :class:`ConfigError`."""
+    if not 0.0 <= value <= 1.0:  # NaN fails too
+        raise ConfigError(f"the minimum confidence must be between 0 and 1, got {value}")
+    return value
 
 
 def cube_chunks(options: InferenceOptions) -> dict[str, int]:

@@ -4,8 +4,9 @@ The cube is cut into overlapping tiles laid in column strips (:mod:`cropcore.inf
 batch at a time (:mod:`cropcore.inference.reader`; on GPUs a background thread reads ahead while the model
 runs), normalised with the model's statistics and run under autocast on one worker per device
 (:mod:`cropcore.inference.devices`: in-process for a single device, worker processes otherwise); the logits of
-overlapping tiles are blended with smooth weights and only the outputs are kept (class map, confidence,
-optionally per-class probabilities), in memory or in a sink (:mod:`cropcore.inference.sinks`).
+overlapping tiles are blended with smooth weights, calibrated and turned into map layers
+(:mod:`cropcore.inference.calibrate`: class, confidence, cropland, "uncertain"), and only those are kept, in
+memory or in a sink (:mod:`cropcore.inference.sinks`).
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ from torch import nn
 
 from cropcore.cube.normalise import NormStats
 from cropcore.errors import ConfigError
+from cropcore.inference.calibrate import Decision
 from cropcore.inference.devices import Runner, WorkerPool, resolve_devices
+from cropcore.inference.location import Locator
 from cropcore.inference.options import InferenceOptions
 from cropcore.inference.reader import WindowReader, read_batches
 from cropcore.inference.sinks import ArraySink, MapSink
 from cropcore.inference.tiling import Blender, Tile
 from cropcore.models.meta import ModelMeta
+from cropcore.models.registry import uses_location
 from cropcore.progress import Progress, silent
 
 
@@ -52,12 +56,16 @@ def predict_map(
 ) -> xr.Dataset:
     """Crop map of a preprocessed ``(time, band, y, x)`` reflectance cube on the model's time axis.
 
-    ``meta`` is the checkpoint metadata (bands in order, normalisation, legend, pixel or patch model);
-    ``options`` the tiling, batching, devices and precision (default :class:`InferenceOptions`). Returns an
-    ``xarray.Dataset`` on the cube's grid with ``class`` (uint8; :data:`NODATA` where the cube holds no
-    value at all), ``confidence`` (float32, max probability; NaN there) and, with ``probabilities=True``,
-    ``probability`` (class, y, x). The map is kept in memory unless ``sink`` (e.g. a
-    :class:`~cropcore.inference.sinks.GeoTiffSink`) takes the finished blocks as they come.
+    ``meta`` is the checkpoint metadata (bands in order, normalisation, legend, calibration, pixel or patch
+    model); ``options`` the tiling, batching, devices, precision and minimum confidence (default
+    :class:`InferenceOptions`). Returns an ``xarray.Dataset`` on the cube's grid with ``class`` (uint8;
+    :data:`NODATA` where the cube holds no value at all, :data:`UNCERTAIN` below the minimum confidence),
+    ``class_raw`` (the class before that), ``confidence`` (float32, calibrated probability of the class; NaN
+    without data), ``cropland`` (percent, uint8, 255 without data; models with crop classes) and, with
+    ``probabilities=True``, ``probability`` (class, y, x; calibrated). See
+    :class:`~cropcore.inference.calibrate.Decision`. The map is kept in memory unless ``sink`` (e.g. a
+    :class:`~cropcore.inference.sinks.GeoTiffSink`) takes the finished blocks as they come. Models that take
+    location get each pixel centre's latitude and longitude (the cube needs a CRS).
 
     Tiles are read in column strips ``options.strip`` pixels wide, top to bottom inside each strip; with a dask
     cube chunked by :func:`~cropcore.inference.options.cube_chunks`, input memory then stays about two chunk
@@ -81,12 +89,19 @@ def predict_map(
     elif probabilities:
         raise ConfigError("probabilities=True keeps every class in memory: it cannot be combined with a sink")
 
+    decision = Decision.for_model(meta, opts.min_confidence)
+    located = uses_location(meta.architecture)
+    locator = Locator(cube) if located else None
     window_reader = WindowReader(cube, halo=overlap, norm=NormStats.from_meta(meta))
 
     def emit(row0: int, col0: int, block: np.ndarray) -> None:  # blended logits of a finished block
-        p = torch.softmax(torch.from_numpy(block), dim=0).numpy()
+        logits = torch.from_numpy(block)
+        p = torch.softmax(logits if decision.temperature == 1 else logits / decision.temperature, dim=0).numpy()
         valid = window_reader.valid[row0:row0 + block.shape[1], col0:col0 + block.shape[2]]
-        sink.write(row0, col0, p, valid)
+        sink.write(row0, col0, decision.decide(p, valid, keep=probabilities))
+
+    def latlon(batch: list[Tile]) -> np.ndarray | None:
+        return None if locator is None else locator.batch(batch)
 
     blender = Blender(classes, height, width, tile=opts.tile, overlap=overlap, strip=opts.strip, emit=emit)
     batches = plan_batches(blender.tiles, opts.batch_size)
@@ -99,18 +114,19 @@ def predict_map(
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
     if len(device_list) == 1:
-        runner = Runner(model, device_list[0], opts.amp, pixel=meta.is_pixel)
+        runner = Runner(model, device_list[0], opts.amp, pixel=meta.is_pixel, location=located)
         for i, batch in enumerate(batches):
             t0 = time.perf_counter()
             data = next(reader)
             timings["read_wait"] = timings.get("read_wait", 0.0) + time.perf_counter() - t0
-            for t, logits in zip(batch, runner.logits(data), strict=True):
+            for t, logits in zip(batch, runner.logits(data, latlon(batch)), strict=True):
                 blender.add(t, logits)
             report((i + 1) / len(batches), f"batch {i + 1}/{len(batches)}")
         timings["model"] = runner.busy
         reader.close()
     else:
-        _run_pool(WorkerPool(model.cpu(), device_list, opts.amp, pixel=meta.is_pixel), batches, reader, blender,
+        pool = WorkerPool(model.cpu(), device_list, opts.amp, pixel=meta.is_pixel, location=located)
+        _run_pool(pool, batches, ((data, latlon(b)) for data, b in zip(reader, batches, strict=True)), blender,
                   report)
     timings["total"] = time.perf_counter() - t_start
     out = sink.dataset({"y": cube["y"], "x": cube["x"]})
@@ -122,7 +138,8 @@ def predict_map(
 
 
 def _run_pool(
-    pool: WorkerPool, batches: list[list[Tile]], reader: Iterator[np.ndarray], blender: Blender, report: Progress,
+    pool: WorkerPool, batches: list[list[Tile]], jobs: Iterator[tuple[np.ndarray, np.ndarray | None]],
+    blender: Blender, report: Progress,
 ) -> None:
     """Share batches out to the pool's workers; blend results in plan order as they come back."""
     waiting: dict[int, np.ndarray] = {}
@@ -137,8 +154,8 @@ def _run_pool(
         report(state["done"] / len(batches), f"batch {state['done']}/{len(batches)}")
 
     try:
-        for index, data in enumerate(reader):
-            pool.submit(index, data)
+        for index, (data, latlon) in enumerate(jobs):
+            pool.submit(index, data, latlon)
             state["in_flight"] += 1
             while state["in_flight"] >= 2 * len(pool.procs):
                 collect()

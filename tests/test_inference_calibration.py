@@ -1,0 +1,166 @@
+"""Calibrated inference with a real checkpoint: temperature, cropland first, crop type within it, "uncertain";
+and models that take each pixel's location."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from pyproj import Transformer
+from torch import nn
+
+from cropcore.errors import ConfigError
+from cropcore.inference.calibrate import Decision, with_min_confidence
+from cropcore.inference.options import NODATA, UNCERTAIN, InferenceOptions
+from cropcore.inference.predict import predict_map
+from cropcore.models import Calibration, load_checkpoint, save_checkpoint
+from cropcore.models import registry as model_registry
+from cropcore.models.registry import untrained_meta
+
+# random reflectance looks like crops to the model (cropland probability 0.93-0.99 at T = 2): a high cropland
+# threshold splits the test cube in two
+CALIBRATION = Calibration(temperature=2.0, min_confidence=0.45, target_precision=0.9, cropland_threshold=0.96,
+                          fitted_on="validation split")
+OPTIONS = InferenceOptions(tile=32, overlap=8, amp=False)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_checkpoint("tempcnn_worldcereal")
+
+
+@pytest.fixture(scope="module")
+def calibrated(shipped, tmp_path_factory):
+    """A copy of the shipped checkpoint with a calibration, saved and loaded back as users would."""
+    model, meta = shipped
+    path = tmp_path_factory.mktemp("checkpoints") / "calibrated.pt"
+    save_checkpoint(path, model, replace(meta, calibration=CALIBRATION))
+    return load_checkpoint(path)
+
+
+def cube(meta, height=48, width=56, seed=3, crs=None):
+    rng = np.random.default_rng(seed)
+    data = rng.uniform(0.0, 0.4, (12, len(meta.bands), height, width)).astype("float32")
+    data[:, :, :2, :4] = np.nan  # a corner without data
+    out = xr.DataArray(data, dims=("time", "band", "y", "x"), coords={
+        "band": list(meta.bands), "y": 5612115.0 - 10 * np.arange(height), "x": 664005.0 + 10 * np.arange(width)})
+    return out if crs is None else out.rio.write_crs(crs)
+
+
+@pytest.fixture(scope="module")
+def maps(shipped, calibrated):
+    """The same cube mapped by the shipped checkpoint and by its calibrated copy (probabilities kept)."""
+    data = cube(shipped[1])
+    return (predict_map(data, *shipped[:1], meta=shipped[1], options=OPTIONS, probabilities=True),
+            predict_map(data, *calibrated[:1], meta=calibrated[1], options=OPTIONS, probabilities=True))
+
+
+def test_the_calibration_survives_the_checkpoint_file(calibrated):
+    assert calibrated[1].calibration == CALIBRATION
+
+
+def test_temperature_changes_confidences_not_the_most_probable_class(maps):
+    raw, cal = maps
+    valid = raw["class"].values != NODATA
+    p, q = raw["probability"].values[:, valid], cal["probability"].values[:, valid]
+    np.testing.assert_array_equal(p.argmax(0), q.argmax(0))
+    sharpened = p ** (1 / CALIBRATION.temperature)  # softmax(z / T) is softmax(z) ** (1 / T), renormalised
+    np.testing.assert_allclose(q, sharpened / sharpened.sum(0), atol=1e-5)
+    assert (q.max(0) < p.max(0) - 0.01).mean() > 0.9  # T > 1 softens
+    chosen = q[cal["class_raw"].values[valid], np.arange(q.shape[1])]  # the probability of the mapped class
+    np.testing.assert_allclose(cal["confidence"].values[valid], chosen, atol=1e-6)
+
+
+def test_crop_type_within_cropland(maps, calibrated):
+    _, cal = maps
+    meta = calibrated[1]
+    valid = cal["class"].values != NODATA
+    q = cal["probability"].values[:, valid]
+    crops = np.array(meta.crop_ids)
+    p_crop = q[crops].sum(0)
+    cropland = p_crop >= CALIBRATION.cropland_threshold
+    assert 0.05 < cropland.mean() < 0.95  # both sides present on this cube
+    expected = np.where(cropland, crops[q[crops].argmax(0)], 0)  # class 0 is the only non-crop class
+    np.testing.assert_array_equal(cal["class_raw"].values[valid], expected)
+    assert (expected != q.argmax(0)).any()  # the rule is not the plain argmax
+    np.testing.assert_array_equal(cal["cropland"].values[valid], np.rint(p_crop * 100).astype("uint8"))
+    assert (cal["cropland"].values[~valid] == NODATA).all()
+
+
+def test_uncertain_exactly_below_the_minimum_confidence(maps, calibrated, shipped):
+    _, cal = maps
+    valid = cal["class_raw"].values != NODATA
+    confidence, classes, raw = cal["confidence"].values, cal["class"].values, cal["class_raw"].values
+    below = valid & (confidence < CALIBRATION.min_confidence)
+    assert 0 < below.sum() < valid.sum()
+    np.testing.assert_array_equal(classes == UNCERTAIN, below)
+    np.testing.assert_array_equal(classes[valid & ~below], raw[valid & ~below])
+    assert (classes[~valid] == NODATA).all()
+    # another threshold without running the model, and with it: the same map
+    moved = with_min_confidence(cal, 0.7)
+    again = predict_map(cube(shipped[1]), calibrated[0], meta=calibrated[1],
+                        options=replace(OPTIONS, min_confidence=0.7))
+    np.testing.assert_array_equal(moved["class"].values, again["class"].values)
+    np.testing.assert_array_equal(moved["class"].values == UNCERTAIN, valid & (confidence < 0.7))
+    assert (with_min_confidence(cal, 0.0)["class"].values == raw).all()
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        with_min_confidence(cal, 1.5)
+
+
+def test_an_uncalibrated_checkpoint_keeps_its_map(maps, shipped):
+    raw, _ = maps
+    p = raw["probability"].values
+    valid = raw["class"].values != NODATA
+    np.testing.assert_array_equal(raw["class"].values[valid], p.argmax(0)[valid])  # most probable class
+    np.testing.assert_array_equal(raw["class"].values, raw["class_raw"].values)  # nothing uncertain
+    np.testing.assert_array_equal(raw["confidence"].values[valid], p.max(0)[valid].astype("float32"))
+    decision = Decision.for_model(shipped[1])
+    assert not decision.two_level and decision.temperature == 1 and decision.min_confidence == 0
+    assert decision.manifest()["min_confidence_source"] == "default"
+    assert Decision.for_model(shipped[1], 0.3).manifest()["min_confidence_source"] == "user"
+
+
+class LocatedStub(nn.Module):
+    """A pixel model that takes location: its logits are each series' latitude and longitude."""
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, latlon: torch.Tensor | None = None) -> torch.Tensor:
+        assert latlon is not None and latlon.shape == (x.shape[0], 2)
+        self.seen.append(latlon.clone())
+        return torch.cat([latlon, torch.zeros(x.shape[0], self.num_classes - 2)], dim=1)
+
+
+@pytest.fixture
+def located(monkeypatch):
+    monkeypatch.setitem(model_registry._REGISTRY, "located",
+                        model_registry.Entry(LocatedStub, "pixel", uses_location=True))
+    meta = replace(untrained_meta("tempcnn", bands=3, classes=3, seq_len=12), architecture="located")
+    return LocatedStub(3, 3), meta
+
+
+def test_a_model_that_takes_location_gets_each_pixel_centre(located):
+    model, meta = located
+    data = cube(meta, 40, 36, crs="EPSG:32631")
+    tiled = predict_map(data, model, meta=meta, options=InferenceOptions(tile=16, overlap=0, amp=False),
+                        probabilities=True)
+    seen = np.unique(torch.cat(model.seen).numpy(), axis=0)  # the last tiles of a row overlap the previous ones
+    xx, yy = np.meshgrid(data["x"].values, data["y"].values)
+    lon, lat = Transformer.from_crs("EPSG:32631", "EPSG:4326", always_xy=True).transform(xx, yy)
+    expected = np.unique(np.stack([lat, lon], -1).reshape(-1, 2).astype("float32"), axis=0)
+    assert 50.6 < lat.mean() < 50.7 and 5.3 < lon.mean() < 5.4  # the demo patch, in Belgium
+    np.testing.assert_array_equal(seen, expected)
+    model.seen.clear()
+    whole = predict_map(data, model, meta=meta, options=InferenceOptions(tile=64, overlap=0, amp=False),
+                        probabilities=True)
+    np.testing.assert_array_equal(tiled["probability"].values, whole["probability"].values)  # tiling-free
+
+
+def test_a_model_that_takes_location_needs_a_crs(located):
+    model, meta = located
+    with pytest.raises(ConfigError, match="no CRS"):
+        predict_map(cube(meta), model, meta=meta, options=OPTIONS)
