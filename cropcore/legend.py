@@ -1,7 +1,8 @@
-"""Sentinel-2 band metadata and Scene Classification (SCL) codes."""
+"""Sentinel-2 band metadata, Scene Classification (SCL) codes, the crop legend and the "uncertain" entry."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -78,6 +79,31 @@ CROP_LEGEND: tuple[CropClass, ...] = (
     CropClass("oilseeds", "#ffff3c", True),
     CropClass("other crops", "#8e5bb5", True),
 )
+
+#: Legend name of pixels too uncertain to be given a class.
+UNCERTAIN_NAME = "uncertain"
+#: Colours "uncertain" may take, in order of preference: the first far enough from every class colour is used.
+UNCERTAIN_COLORS = ("#4a4a4a", "#ff00ff", "#00e5ff", "#000000", "#ffffff")
+#: Least distance in RGB (0-441) between the "uncertain" colour and any class colour.
+DISTINCT_RGB = 80.0
+
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    c = colour.lstrip("#")
+    return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
+
+
+def uncertain_color(class_colors: Iterable[str]) -> str:
+    """The colour of "uncertain" for a legend: the first of :data:`UNCERTAIN_COLORS` at least
+    :data:`DISTINCT_RGB` away from every class colour, else the one farthest from them."""
+    classes = [_rgb(c) for c in class_colors]
+
+    def distance(candidate: str) -> float:
+        rgb = _rgb(candidate)
+        return min((sum((a - b) ** 2 for a, b in zip(rgb, c, strict=True)) ** 0.5 for c in classes), default=441.0)
+
+    return next((c for c in UNCERTAIN_COLORS if distance(c) >= DISTINCT_RGB), max(UNCERTAIN_COLORS, key=distance))
+
 
 #: CROPTYPE24 names of temporary crops -> index in CROP_LEGEND.
 CROPTYPE24_TO_LEGEND: dict[str, int] = {

@@ -12,7 +12,7 @@ import ctypes
 import gc
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -29,6 +29,7 @@ from cropcore.cube.load import latest_processing, load_cube
 from cropcore.cube.preprocess import preprocess, time_axis
 from cropcore.dates import DateLike, normalize_daterange
 from cropcore.errors import ConfigError, InvalidDateRangeError
+from cropcore.inference.calibrate import Decision, with_min_confidence
 from cropcore.inference.options import InferenceOptions, cube_chunks
 from cropcore.models import load_checkpoint
 from cropcore.models.meta import ModelMeta
@@ -71,13 +72,24 @@ class RunResult:
     search: SearchResult
     axis: pd.DatetimeIndex
     reflectance: xr.DataArray  # (time, band, y, x) on the model's time axis, lazy
-    prediction: xr.Dataset  # class (uint8), confidence (float32) on the cube's grid
+    prediction: xr.Dataset  # class, class_raw, confidence, cropland on the cube's grid (see predict_map)
     meta: ModelMeta
     failures: list[AssetFailure]
     timings: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def decision(self) -> Decision:
+        """How the map was derived from the model's probabilities (calibration, minimum confidence)."""
+        return Decision.for_model(self.meta, self.params.inference.min_confidence)
+
+    def with_min_confidence(self, value: float) -> RunResult:
+        """This run with pixels below another minimum confidence (0-1) marked uncertain, without re-running."""
+        params = replace(self.params, inference=replace(self.params.inference, min_confidence=value))
+        return replace(self, params=params, prediction=with_min_confidence(self.prediction, value),
+                       timings=dict(self.timings))
+
     def manifest(self) -> dict[str, Any]:
-        """What produced this map: scenes, model and checksum, parameters, versions, time, failures."""
+        """What produced this map: scenes, model and checksum, parameters, calibration, versions, time, failures."""
         params = {k: v for k, v in asdict(self.params).items() if k not in ("aoi", "inference")}
         return {
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -87,6 +99,7 @@ class RunResult:
             "items": [item.id for item in latest_processing(self.search.items)],  # the scenes mapped
             "time_axis": [t.strftime("%Y-%m-%d") for t in self.axis],
             "model": {"name": self.meta.name, "architecture": self.meta.architecture, "sha256": self.meta.sha256},
+            "calibration": self.decision.manifest(),
             "unreadable_assets": [asdict(f) for f in self.failures],
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "versions": {p: version(p) for p in ("cropcore", "torch", "odc-stac", "rasterio", "pystac-client")},

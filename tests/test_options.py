@@ -18,7 +18,8 @@ def test_defaults_and_chunks():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"tile": 16, "overlap": 16}, "tile > overlap"), ({"batch_size": 0}, "batch_size"),
-     ({"tile": 64, "strip": 32}, "at least the tile size")],
+     ({"tile": 64, "strip": 32}, "at least the tile size"), ({"min_confidence": 1.2}, "between 0 and 1"),
+     ({"min_confidence": -0.1}, "between 0 and 1"), ({"min_confidence": float("nan")}, "between 0 and 1")],
 )
 def test_bad_options_are_refused(kwargs, message):
     with pytest.raises(ConfigError, match=message):
@@ -35,8 +36,9 @@ def test_predict_cli_defaults_are_the_options_defaults():
     args = sub.choices["predict"].parse_args(
         ["--bbox", "0", "0", "1", "1", "--start", "2021-01-01", "--end", "2021-02-01", "--out", "m.tif"])
     defaults = InferenceOptions()
-    assert (args.tile, args.overlap, args.strip, args.batch_size, args.devices) == (
-        defaults.tile, defaults.overlap, defaults.strip, defaults.batch_size, defaults.devices)
+    assert (args.tile, args.overlap, args.strip, args.batch_size, args.devices, args.min_confidence) == (
+        defaults.tile, defaults.overlap, defaults.strip, defaults.batch_size, defaults.devices, None)
+    assert defaults.min_confidence is None  # None: the checkpoint's calibration
 
 
 def test_a_span_maps_a_step_onto_its_share():

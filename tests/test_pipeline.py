@@ -75,7 +75,13 @@ def test_export_writes_valid_cogs_with_legend_and_manifest(demo_run, tmp_path):
     assert manifest["items"] == [i.id for i in result.search.items]
     assert manifest["model"]["sha256"] == result.meta.sha256 and len(manifest["model"]["sha256"]) == 64
     areas = paths["areas"].read_text().splitlines()
-    assert areas[0] == "class_id,class,pixels,hectares,percent" and len(areas) == 1 + result.meta.num_classes
+    assert areas[0] == "class_id,class,pixels,hectares,percent,kind"
+    assert len(areas) == 1 + result.meta.num_classes + 2  # + uncertain + the cropland total
+    with rasterio.open(paths["cropland"]) as ds:
+        assert ds.dtypes[0] == "uint8" and ds.nodata == NODATA and cog_validate(str(paths["cropland"]))[0]
+        np.testing.assert_array_equal(ds.read(1), result.prediction["cropland"].values)
+    assert manifest["calibration"]["temperature"] == 1 and manifest["calibration"]["min_confidence"] == 0
+    assert manifest["calibration"]["min_confidence_source"] == "default"
     assert json.loads(paths["manifest"].read_text()) == manifest and manifest["catalog_url"] == result.search.url
     aoi = json.loads(paths["aoi"].read_text())["features"][0]["geometry"]
     assert aoi == manifest["aoi"] == json.loads(json.dumps(result.params.aoi.__geo_interface__))
@@ -100,9 +106,10 @@ def test_predict_cli_writes_the_map(stac_api, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "10 scenes" in proc.stdout and "timings" in proc.stdout
     assert sorted(p.name for p in out.parent.iterdir()) == [
-        "map.json", "map.tif", "map_aoi.geojson", "map_areas.csv", "map_confidence.tif"]
+        "map.json", "map.tif", "map_aoi.geojson", "map_areas.csv", "map_confidence.tif", "map_cropland.tif"]
     with rasterio.open(out) as ds:
         assert ds.colormap(1) and "CLASS_NAMES" in ds.tags()
+    assert "uncertain: 0.0 % of the mapped area (confidence below 0.00, uncalibrated checkpoint)" in proc.stdout
 
 
 @pytest.mark.parametrize(
@@ -111,6 +118,9 @@ def test_predict_cli_writes_the_map(stac_api, tmp_path):
         (("--start", "2018-11-01", "--end", "2019-10-31"), 3, "no scenes"),
         (("--start", "2021-05-01", "--end", "2021-01-01"), 2, "reversed"),
         (("--start", "2020-11-01", "--end", "2021-10-31", "--model", "nope"), 2, "no checkpoint"),
+        (("--start", "2020-11-01", "--end", "2021-10-31", "--min-confidence", "1.5"), 2,
+         "--min-confidence must be between 0 and 1, got 1.5"),
+        (("--start", "2020-11-01", "--end", "2021-10-31", "--min-confidence", "-0.2"), 2, "between 0 and 1"),
     ],
 )
 def test_predict_cli_errors_leave_no_file(stac_api, tmp_path, args, code, message):

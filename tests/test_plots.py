@@ -1,4 +1,4 @@
-"""Plotly figure builders: area per class, phenology per class, one pixel's NDVI curve."""
+"""Plotly figure builders: area per class, phenology per class, one pixel's NDVI curve, reliability."""
 
 import pandas as pd
 import pytest
@@ -18,6 +18,22 @@ def test_area_bar_colours_and_labels():
     assert list(bar.marker.color) == [COLORS[2], COLORS[1], COLORS[0]]
     assert bar.text[2] == "0.5 ha · 62.5 %"
     assert fig.layout.title.text == "Area per class"
+
+
+def test_area_bar_shows_uncertain_and_leaves_the_cropland_total_out():
+    areas = pd.DataFrame({"class_id": [0, 1, 254, None], "class": ["grass", "maize", "uncertain", "cropland"],
+                          "pixels": [50, 30, 20, 30], "hectares": [0.5, 0.3, 0.2, 0.3], "percent": [50, 30, 20, 30],
+                          "kind": ["non-crop", "crop", "uncertain", "total"]})
+    (bar,) = plots.area_bar(areas, {**COLORS, 254: "#4a4a4a"}).data
+    assert list(bar.y) == ["uncertain", "maize", "grass"] and bar.marker.color[0] == "#4a4a4a"
+
+
+def test_reliability_diagram_beside_the_diagonal():
+    fig = plots.reliability_figure([0.3, 0.6, 0.9], [0.25, 0.62, 0.88], [10, 0, 90], ece_raw=0.12, ece=0.03)
+    diagonal, curve = fig.data
+    assert list(diagonal.x) == [0, 1] and list(curve.y) == [0.25, 0.62, 0.88]
+    assert curve.marker.size[2] > curve.marker.size[0] > curve.marker.size[1]  # sized by count
+    assert fig.layout.title.text == "Reliability on held-out data (ECE before 0.120, after 0.030)"
 
 
 def pheno_rows(class_id: int, name: str, median: list[float]) -> pd.DataFrame:

@@ -6,10 +6,14 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cropcore.commands.search import add_aoi_arguments, read_aoi
 from cropcore.errors import ConfigError
-from cropcore.inference.options import InferenceOptions
+from cropcore.inference.options import InferenceOptions, check_min_confidence
+
+if TYPE_CHECKING:
+    from cropcore.inference.calibrate import Decision
 
 DEFAULTS = InferenceOptions()
 
@@ -31,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--devices", default=DEFAULTS.devices, help="auto, cpu, cpu:N or cuda:0,cuda:1")
     parser.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
                         help="autocast precision (auto: bf16/fp16 on CUDA; bf16 on CPUs with native bf16, else fp32)")
+    parser.add_argument("--min-confidence", type=float, metavar="P",
+                        help="0-1: pixels whose calibrated confidence is below P are mapped as uncertain "
+                             "(default: the checkpoint's calibration; 0 for an uncalibrated checkpoint)")
     parser.set_defaults(func=run)
 
 
@@ -43,8 +50,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out.suffix.lower() not in (".tif", ".tiff"):
         raise ConfigError(f"--out must name a .tif file, got {args.out}")
+    if args.min_confidence is not None:
+        try:
+            check_min_confidence(args.min_confidence)
+        except ConfigError:
+            raise ConfigError(f"--min-confidence must be between 0 and 1, got {args.min_confidence}") from None
     options = InferenceOptions(tile=args.tile, overlap=args.overlap, strip=args.strip, batch_size=args.batch_size,
-                               devices=args.devices, amp=True if args.precision == "auto" else args.precision)
+                               devices=args.devices, amp=True if args.precision == "auto" else args.precision,
+                               min_confidence=args.min_confidence)
     params = RunParams(aoi=read_aoi(args), start=args.start, end=args.end, max_cloud=args.max_cloud,
                        catalog=args.catalog, collections=args.collections, model=args.model, inference=options)
     bar = tqdm(total=100, unit="%", file=sys.stderr, disable=None, bar_format="{l_bar}{bar}| {elapsed}")
@@ -61,7 +74,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: could not read {failure.item_id}/{failure.asset}: {failure.reason}", file=sys.stderr)
     print(f"{len(result.search.items)} scenes, season {result.axis[0]:%Y-%m} to {result.axis[-1]:%Y-%m}, "
           f"model {result.meta.name}")
+    print(summary(paths["areas"], result.decision))
     for kind, path in paths.items():
         print(f"{kind:>10}: {path}")
     print("   timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items()))
     return 0
+
+
+def summary(areas_csv: Path, decision: Decision) -> str:
+    """One line: the uncertain share of the mapped area (and its threshold), and the cropland share."""
+    import pandas as pd
+
+    areas = pd.read_csv(areas_csv).set_index("kind")
+    source = {"user": "--min-confidence", "checkpoint": "the checkpoint's", "default": "uncalibrated checkpoint"}
+    line = (f"uncertain: {areas.loc['uncertain', 'percent']:.1f} % of the mapped area (confidence below "
+            f"{decision.min_confidence:.2f}, {source[decision.min_confidence_source]})")
+    if "total" in areas.index:
+        line += f"; cropland: {areas.loc['total', 'percent']:.1f} %"
+    return line

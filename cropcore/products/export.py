@@ -118,13 +118,15 @@ def write_cog(
     nodata: float | None = None,
     overviews: bool = True,
     tags: Mapping[str, Any] | None = None,
+    extra_classes: Mapping[int, str] | None = None,
 ) -> bytes | Path:
     """Write a georeferenced 2-D (y, x) or 3-D (band, y, x) array as a COG.
 
     ``da`` carries its CRS and transform (rioxarray ``da.rio``). ``class_names`` and ``colormap`` (class
     value -> ``#rrggbb`` or RGB(A)) make a categorical map with an embedded colour table and the legend in
-    the metadata. ``tags`` (e.g. the run manifest) are stored as JSON text in the file. ``dst=":mem:"``
-    returns the file as bytes.
+    the metadata; ``extra_classes`` (value -> name, e.g. "uncertain") join the legend but not the class names.
+    ``tags`` (e.g. the run manifest) are stored as JSON text in the file. ``dst=":mem:"`` returns the file as
+    bytes.
     """
     if da.rio.crs is None:
         raise ExportError("the array has no CRS: set one with da.rio.write_crs(...) before exporting")
@@ -136,7 +138,8 @@ def write_cog(
     file_tags = {k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in (tags or {}).items()}
     if class_names is not None:
         file_tags["CLASS_NAMES"] = json.dumps(list(class_names))
-        file_tags["LEGEND"] = json.dumps({str(i): n for i, n in enumerate(class_names)})
+        legend = {**dict(enumerate(class_names)), **(extra_classes or {})}
+        file_tags["LEGEND"] = json.dumps({str(i): n for i, n in legend.items()})
     cog_profile = cog_profiles.get("deflate")
     cog_profile.update(blockxsize=256, blockysize=256)
     cmap = {int(k): _hex_to_rgba(v) for k, v in colormap.items()} if colormap else None

@@ -1,4 +1,4 @@
-"""Plotly figures of crop maps: area per class, NDVI phenology per class, the NDVI curve of one pixel."""
+"""Plotly figures: area per class, NDVI phenology per class, the NDVI curve of one pixel, a reliability diagram."""
 
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ def _rgba(colour: str, alpha: float) -> str:
 
 
 def area_bar(areas: pd.DataFrame, colors: Mapping[int, str]) -> go.Figure:
-    """Horizontal bars of hectares per class (from :func:`cropcore.products.stats.class_areas`), labelled with %."""
-    rows = areas.sort_values("hectares")
+    """Horizontal bars of hectares per class (from :func:`cropcore.products.stats.class_areas`), labelled with %;
+    "uncertain" is a bar of its own, totals (the cropland row) are left out."""
+    rows = areas[areas["kind"] != "total"] if "kind" in areas else areas
+    rows = rows.sort_values("hectares")
     fig = go.Figure(go.Bar(
         x=rows["hectares"], y=rows["class"], orientation="h",
         marker_color=[colors.get(int(i), "#888888") for i in rows["class_id"]],
@@ -65,4 +67,27 @@ def pixel_ndvi_figure(times: Sequence, ndvi: Sequence[float], *, label: str, col
                              line={"color": color, "width": 3}))
     fig.update_layout(title=f"NDVI of the clicked pixel: {label}", yaxis_title="NDVI", yaxis_range=NDVI_RANGE,
                       legend={"orientation": "h", "y": -0.15}, **_LAYOUT)
+    return fig
+
+
+def reliability_figure(confidence: Sequence[float], accuracy: Sequence[float], count: Sequence[int], *,
+                       ece_raw: float | None = None, ece: float | None = None) -> go.Figure:
+    """Reliability diagram: accuracy per confidence bin of the calibrated model against the perfect diagonal.
+
+    Marker size follows each bin's sample count; the expected calibration error before and after temperature
+    scaling (``ece_raw``, ``ece``) goes into the title when given.
+    """
+    counts = np.asarray(count, dtype=float)
+    size = 8 + 22 * np.sqrt(counts / counts.max()) if counts.size and counts.max() > 0 else 10
+    fig = go.Figure([
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
+                   line={"color": "#9e9e9e", "dash": "dash"}, hoverinfo="skip"),
+        go.Scatter(x=list(confidence), y=list(accuracy), mode="lines+markers", name="calibrated model",
+                   line={"color": "#1565c0", "width": 2.5}, marker={"size": size}, customdata=counts,
+                   hovertemplate="confidence %{x:.2f}: accuracy %{y:.2f} (%{customdata:,.0f} samples)<extra></extra>"),
+    ])
+    errors = [f"{label} {value:.3f}" for label, value in (("ECE before", ece_raw), ("after", ece)) if value is not None]
+    title = "Reliability on held-out data" + (f" ({', '.join(errors)})" if errors else "")
+    fig.update_layout(title=title, xaxis_title="confidence (calibrated)", yaxis_title="accuracy",
+                      xaxis_range=[0, 1], yaxis_range=[0, 1], legend={"orientation": "h", "y": -0.2}, **_LAYOUT)
     return fig

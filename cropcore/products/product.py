@@ -4,11 +4,13 @@ The predict CLI writes it to a folder, the dashboard offers it as downloads (:fu
 benchmark times its writing; all three get the same files with the same contents:
 
 =====================  ==========================================================================
-``<name>.tif``         classes (uint8 COG, colour table, class names, run manifest; 255 = no data)
-``<name>_confidence``  probability of the predicted class (float32 COG; NaN = no data)
-``<name>_areas.csv``   pixels, hectares and percent per class
+``<name>.tif``         classes (uint8 COG, colour table, class names, run manifest; 254 = uncertain,
+                       255 = no data)
+``<name>_confidence``  calibrated probability of the mapped class (float32 COG; NaN = no data)
+``<name>_cropland``    cropland probability in percent (uint8 COG, 255 = no data; models with crop classes)
+``<name>_areas.csv``   pixels, hectares and percent per class, uncertain apart, the cropland total
 ``<name>_aoi.geojson`` the area of interest (lon/lat)
-``<name>.json``        the run manifest: scenes, model and checksum, parameters, versions, timings
+``<name>.json``        the run manifest: scenes, model and checksum, parameters, calibration, versions, timings
 =====================  ==========================================================================
 """
 
@@ -24,7 +26,8 @@ import xarray as xr
 
 from cropcore.aoi import AOI
 from cropcore.errors import ConfigError
-from cropcore.inference.options import NODATA
+from cropcore.inference.options import NODATA, UNCERTAIN
+from cropcore.legend import UNCERTAIN_NAME, uncertain_color
 from cropcore.models.meta import ModelMeta
 from cropcore.products.export import MEMORY, write_cog, write_text_atomic
 from cropcore.products.stats import class_areas
@@ -46,15 +49,29 @@ class ProductFile:
 
 FILES = (
     ProductFile("map", ".tif", "Crop map (COG)", "image/tiff",
-                f"Classes as uint8 with a colour table, class names and the run manifest; {NODATA} = no data"),
+                f"Classes as uint8 with a colour table, class names and the run manifest; {UNCERTAIN} = uncertain, "
+                f"{NODATA} = no data"),
     ProductFile("confidence", "_confidence.tif", "Confidence (COG)", "image/tiff",
-                "Probability of the predicted class, float32, NaN = no data"),
-    ProductFile("areas", "_areas.csv", "Class areas (CSV)", "text/csv", "Pixels, hectares and percent per class"),
+                "Calibrated probability of the mapped class, float32, NaN = no data"),
+    ProductFile("cropland", "_cropland.tif", "Cropland probability (COG)", "image/tiff",
+                f"Probability that the pixel is cropland (any crop class), percent 0-100 as uint8, {NODATA} = no data"),
+    ProductFile("areas", "_areas.csv", "Class areas (CSV)", "text/csv",
+                "Pixels, hectares and percent per class, uncertain pixels in their own row, the cropland total"),
     ProductFile("aoi", "_aoi.geojson", "Area of interest (GeoJSON)", "application/geo+json",
                 "The area the map covers, in lon/lat"),
     ProductFile("manifest", ".json", "Run manifest (JSON)", "application/json",
-                "Scenes, model and checksum, parameters, versions, timings"),
+                "Scenes, model and checksum, parameters, calibration, versions, timings"),
 )
+
+
+def product_files(prediction: xr.Dataset) -> tuple[ProductFile, ...]:
+    """The files of a prediction's product: :data:`FILES`, without the cropland COG when it has no cropland."""
+    return tuple(f for f in FILES if f.key != "cropland" or "cropland" in prediction)
+
+
+def map_colors(meta: ModelMeta) -> dict[int, str]:
+    """Colour of every value of the map: the legend's classes and "uncertain"."""
+    return {**meta.colors, UNCERTAIN: uncertain_color(meta.colors.values())}
 
 
 def check_name(name: str) -> str:
@@ -69,12 +86,17 @@ def _render(key: str, dst: Path | str, prediction: xr.Dataset, meta: ModelMeta, 
     """Write one file of the product to ``dst`` (a path, or :data:`MEMORY` for bytes)."""
     tags = {"MANIFEST": manifest}
     if key == "map":
-        return write_cog(prediction["class"], dst, class_names=meta.class_names, colormap=meta.colors, nodata=NODATA,
-                         tags=tags)
+        return write_cog(prediction["class"], dst, class_names=meta.class_names, colormap=map_colors(meta),
+                         nodata=NODATA, tags=tags, extra_classes={UNCERTAIN: UNCERTAIN_NAME})
     if key == "confidence":
-        return write_cog(prediction["confidence"], dst, tags={**tags, "DESCRIPTION": "max class probability"})
+        return write_cog(prediction["confidence"], dst,
+                         tags={**tags, "DESCRIPTION": "calibrated probability of the mapped class"})
+    if key == "cropland":
+        return write_cog(prediction["cropland"], dst, nodata=NODATA,
+                         tags={**tags, "DESCRIPTION": "cropland probability, percent", "UNITS": "percent"})
     if key == "areas":
-        text = class_areas(prediction["class"], meta.class_names, nodata=NODATA).to_csv(index=False)
+        table = class_areas(prediction["class"], meta.class_names, nodata=NODATA, crop_ids=meta.crop_ids)
+        text = table.to_csv(index=False)
     elif key == "aoi":
         text = json.dumps(aoi.feature_collection())
     else:
@@ -84,8 +106,9 @@ def _render(key: str, dst: Path | str, prediction: xr.Dataset, meta: ModelMeta, 
 
 def product_bytes(prediction: xr.Dataset, meta: ModelMeta, *, manifest: Mapping[str, Any],
                   aoi: AOI) -> dict[str, bytes]:
-    """Every file of the product in memory, by key (see :data:`FILES`)."""
-    return {f.key: _render(f.key, MEMORY, prediction, meta, manifest, aoi) for f in FILES}  # type: ignore[misc]
+    """Every file of the product in memory, by key (see :func:`product_files`)."""
+    return {f.key: _render(f.key, MEMORY, prediction, meta, manifest, aoi)  # type: ignore[misc]
+            for f in product_files(prediction)}
 
 
 def write_product(prediction: xr.Dataset, meta: ModelMeta, out: Path, *, manifest: Mapping[str, Any], aoi: AOI,
@@ -98,7 +121,7 @@ def write_product(prediction: xr.Dataset, meta: ModelMeta, out: Path, *, manifes
     check_name(name)
     written: dict[str, Path] = {}
     try:
-        for f in FILES:
+        for f in product_files(prediction):
             written[f.key] = _render(f.key, out / f.file_name(name), prediction, meta, manifest, aoi)  # type: ignore[assignment]
     except BaseException:
         for path in written.values():
