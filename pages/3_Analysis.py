@@ -1,14 +1,14 @@
-"""Analysis: area per class, NDVI phenology per class and the NDVI curve of a clicked pixel."""
+"""Analysis: area per class, NDVI phenology per class and the NDVI curve of a clicked pixel (uncertain apart)."""
 
 import streamlit as st
 
-from cropcore.ui import analysis, sidebar, state
+from cropcore.ui import analysis, runs, sidebar, state
 
 st.set_page_config(page_title="cropcore · Analysis", layout="wide")
 sidebar.render()
 
 st.title("Analysis")
-result = state.require_run()
+result = runs.shown(state.require_run())  # with the minimum confidence chosen on the Crop map page
 if result is not None:
     area_col, pheno_col = st.columns(2, gap="large")
     with area_col:

@@ -1,4 +1,4 @@
-"""Model: the shipped checkpoints, the model card with held-out metrics, and the benchmarks."""
+"""Model: the shipped checkpoints, the model card with held-out metrics, calibration, and the benchmarks."""
 
 import streamlit as st
 
@@ -9,9 +9,11 @@ sidebar.render()
 
 st.title("Model")
 modelcard.checkpoints()
-card, bench = st.tabs(["Model card", "Benchmarks"])
+card, calibration, bench = st.tabs(["Model card", "Calibration", "Benchmarks"])
 with card:
     modelcard.document(modelcard.MODEL_CARD)
+with calibration:
+    modelcard.calibration()
 with bench:
     modelcard.document(modelcard.BENCHMARKS)
 sidebar.session_summary()

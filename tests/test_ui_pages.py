@@ -4,6 +4,7 @@ real embedded STAC API, with ``st_folium`` patched for clicks."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,8 @@ from streamlit.testing.v1 import AppTest
 
 from cropcore import pipeline, settings
 from cropcore.aoi import AOI
+from cropcore.inference.options import NODATA, UNCERTAIN
+from cropcore.products.product import map_colors
 from cropcore.ui import map as ui_map
 from cropcore.ui import modelcard, runs
 
@@ -82,14 +85,18 @@ def test_crop_map_of_the_demo_area_by_default(stac_api, monkeypatch):
     status = at.get("status")[0]
     assert status.label.startswith("Crop map ready in")
     assert "searching scenes" in messages(status.markdown) and "classifying" in messages(status.markdown)
-    # Legend: every class with its colour, and the three overlays with a layer switcher.
+    # Legend: every class with its colour, "uncertain" in its own; the four overlays with a layer switcher.
     legend = messages(at.get("html"))
     for entry in result.meta.legend:
         assert entry.name in legend and entry.color in legend
+    assert "<i>uncertain</i>" in legend and map_colors(result.meta)[UNCERTAIN] in legend
+    assert "Uncertain*: none" in messages(at.caption)  # an uncalibrated checkpoint: threshold 0
+    assert at.slider(key="widget.min_confidence.tempcnn_worldcereal").value == 0.0
     html = fake.maps[-1].get_root().render()
-    assert html.count("L.imageOverlay(") == 3
+    assert html.count("L.imageOverlay(") == 4
     assert html.index("L.control.layers(") > html.rindex("L.imageOverlay(")  # it refers to them by name
-    for name in ("Sentinel-2 true colour", "Crop map", "Confidence (max probability)"):
+    for name in ("Sentinel-2 true colour", "Crop map", "Cropland (probability)",
+                 "Confidence (probability of the class)"):
         assert f'"{name}" : image_overlay_' in html
 
     # Same parameters again: instant, the pipeline does not run a second time.
@@ -163,13 +170,13 @@ def test_pages_without_a_run_point_to_the_crop_map(path, monkeypatch):
     assert "No crop map yet" in messages(at.info)
 
 
-def test_export_offers_the_five_files(demo_run, monkeypatch):
+def test_export_offers_the_six_files(demo_run, monkeypatch):
     at = page(EXPORT, monkeypatch, **{"cropcore.run": demo_run})
     assert not at.exception and not at.error
     labels = [b.proto.label for b in at.get("download_button")]
     assert [label.split(" · ")[0] for label in labels] == [
-        "Crop map (COG)", "Confidence (COG)", "Class areas (CSV)", "Area of interest (GeoJSON)",
-        "Run manifest (JSON)"]
+        "Crop map (COG)", "Confidence (COG)", "Cropland probability (COG)", "Class areas (CSV)",
+        "Area of interest (GeoJSON)", "Run manifest (JSON)"]
     from cropcore.ui.downloads import downloads
 
     files = {d.file_name: d.data for d in downloads(demo_run)}
@@ -182,7 +189,9 @@ def test_export_offers_the_five_files(demo_run, monkeypatch):
     assert manifest["model"]["name"] == demo_run.meta.name
     with MemoryFile(files["cropmap_confidence.tif"]) as mem, mem.open() as src:
         assert src.dtypes[0] == "float32"
-    assert files["cropmap_areas.csv"].decode().startswith("class_id,class,pixels,hectares,percent")
+    with MemoryFile(files["cropmap_cropland.tif"]) as mem, mem.open() as src:
+        assert src.dtypes[0] == "uint8" and src.nodata == 255
+    assert files["cropmap_areas.csv"].decode().startswith("class_id,class,pixels,hectares,percent,kind")
     assert json.loads(files["cropmap_aoi.geojson"])["features"][0]["geometry"]["type"] == "Polygon"
     assert rasterio  # opened through MemoryFile above
 
@@ -211,3 +220,105 @@ def test_file_sizes_for_people(n, text):
     from cropcore.ui.downloads import file_size
 
     assert file_size(n) == text
+
+
+def legend_share(at: AppTest, name: str) -> float:
+    """The percent the legend shows beside ``name``."""
+    found = re.search(rf"{name}(?:</i>)?</span><span[^>]*>([0-9.]+) %", messages(at.get("html")))
+    assert found, f"{name} is not in the legend"
+    return float(found.group(1))
+
+
+def test_the_min_confidence_slider_marks_uncertain_pixels_without_running_again(demo_run, monkeypatch):
+    calls = []
+    monkeypatch.setattr(pipeline, "run", lambda *a, **kw: calls.append(a))
+    fake = FakeMap()
+    at = page(CROP_MAP, monkeypatch, fake, **{"cropcore.run": demo_run})
+    assert legend_share(at, "uncertain") == 0.0
+    at.slider(key="widget.min_confidence.tempcnn_worldcereal").set_value(0.5).run()
+    assert not at.exception and calls == []
+    confidence = demo_run.prediction["confidence"].values
+    valid = demo_run.prediction["class"].values != NODATA
+    expected = 100 * (confidence[valid] < 0.5).mean()
+    assert 1 < expected < 99 and legend_share(at, "uncertain") == pytest.approx(expected, abs=0.06)
+    assert "confidence below 0.50" in messages(at.caption)
+    assert at.session_state["cropcore.min_confidence"] == {"tempcnn_worldcereal": 0.5}
+    # the crop-map overlay has the uncertain colour where the classes had their own
+    from cropcore.ui.cropmap import class_image
+
+    image, _ = class_image(demo_run.with_min_confidence(0.5))
+    colour = map_colors(demo_run.meta)[UNCERTAIN]
+    assert (image[..., :3] == [int(colour[i:i + 2], 16) for i in (1, 3, 5)]).all(-1).any()
+    # back on the page later: the slider keeps its value
+    at = page(CROP_MAP, monkeypatch, fake, **{"cropcore.run": demo_run, "cropcore.min_confidence":
+                                             {"tempcnn_worldcereal": 0.5}})
+    assert at.slider(key="widget.min_confidence.tempcnn_worldcereal").value == 0.5
+
+
+def test_analysis_and_export_follow_the_min_confidence(demo_run, monkeypatch):
+    threshold = {"cropcore.run": demo_run, "cropcore.min_confidence": {"tempcnn_worldcereal": 0.5}}
+    prediction = demo_run.prediction
+    uncertain = prediction.where((prediction["confidence"] < 0.5) & (prediction["class"] != NODATA), drop=True)
+    x, y = float(uncertain["x"][0]), float(uncertain["y"].dropna("y")[0])
+    from pyproj import Transformer
+
+    lon, lat = Transformer.from_crs(prediction["class"].rio.crs, "EPSG:4326", always_xy=True).transform(x, y)
+    at = page(ANALYSIS, monkeypatch, FakeMap({"lat": lat, "lng": lon}), **threshold)
+    assert not at.exception and not at.error, messages(at.error)
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    bars = charts[0]["data"][0]
+    assert "uncertain" in bars["y"] and "cropland" not in bars["y"]
+    assert bars["marker"]["color"][bars["y"].index("uncertain")] == map_colors(demo_run.meta)[UNCERTAIN]
+    table = at.dataframe[0].value
+    assert table["hectares"].sum() == pytest.approx((prediction["class"].values != NODATA).sum() * 100 / 1e4)
+    assert any(t["name"].startswith("uncertain") for t in charts[1]["data"])  # phenology: a curve of its own
+    assert charts[2]["layout"]["title"]["text"].startswith("NDVI of the clicked pixel: uncertain (most likely ")
+    assert "Cropland, the crop classes without the uncertain pixels" in messages(at.caption)
+
+    at = page(EXPORT, monkeypatch, **threshold)
+    from cropcore.ui.downloads import downloads
+
+    files = {d.file_name: d.data for d in downloads(demo_run.with_min_confidence(0.5))}  # what the page offers
+    with MemoryFile(files["cropmap.tif"]) as mem, mem.open() as src:
+        assert (src.read(1) == UNCERTAIN).any()
+        assert json.loads(src.tags()["MANIFEST"])["calibration"]["min_confidence_source"] == "user"
+    assert "below 0.50 are *uncertain*" in messages(at.caption)
+
+
+@pytest.fixture
+def calibrated_checkpoints(tmp_path, monkeypatch):
+    """A checkpoint folder with the shipped default, calibrated, with reliability measurements (and a malformed one)."""
+    from dataclasses import replace
+
+    from cropcore.models import Calibration, checkpoint, load_checkpoint, save_checkpoint
+
+    model, meta = load_checkpoint("tempcnn_worldcereal")
+    reliability = {"confidence": [0.35, 0.55, 0.75, 0.95], "accuracy": [0.3, 0.52, 0.77, 0.93],
+                   "count": [40, 120, 300, 800]}
+    calibration = Calibration(temperature=1.5, min_confidence=0.62, target_precision=0.9, cropland_threshold=0.45,
+                              fitted_on="validation split")
+    metrics = {**meta.metrics, "calibration": {"ece_raw": 0.081, "ece": 0.023, "reliability": reliability}}
+    save_checkpoint(tmp_path / "tempcnn_calibrated.pt", model, replace(meta, calibration=calibration, metrics=metrics))
+    broken = {**meta.metrics, "calibration": {"reliability": {"confidence": [0.5], "accuracy": []}}}
+    save_checkpoint(tmp_path / "tempcnn_malformed.pt", model, replace(meta, calibration=calibration, metrics=broken))
+    monkeypatch.setattr(checkpoint, "CHECKPOINT_DIR", tmp_path)
+    monkeypatch.setattr(modelcard, "CHECKPOINT_DIR", tmp_path)
+    return tmp_path
+
+
+def test_model_page_shows_the_calibration_and_its_reliability_diagram(calibrated_checkpoints, monkeypatch):
+    at = page(MODEL, monkeypatch)
+    assert not at.exception and not at.warning
+    table = at.dataframe[0].value.set_index("checkpoint")
+    assert table.loc["tempcnn_calibrated", "calibration"] == (
+        "temperature 1.50, uncertain below 0.62, precision 0.90, cropland from 0.45")
+    text = messages(at.markdown)
+    assert "**Temperature 1.50**, fitted on validation split" in text and "precision **0.90**" in text
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert chart["layout"]["title"]["text"] == "Reliability on held-out data (ECE before 0.081, after 0.023)"
+    diagonal, curve = chart["data"]
+    assert diagonal["x"] == [0, 1] and diagonal["y"] == [0, 1]
+    assert curve["x"] == [0.35, 0.55, 0.75, 0.95] and curve["y"] == [0.3, 0.52, 0.77, 0.93]
+    at.selectbox(key="widget.calibration_model").select("tempcnn_malformed").run()
+    assert not at.exception
+    assert "reliability measurements cannot be shown" in messages(at.warning)

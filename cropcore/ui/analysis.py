@@ -1,13 +1,15 @@
-"""Widgets of the Analysis page: area per class, NDVI phenology per class, a clicked pixel's curve."""
+"""Widgets of the Analysis page: area per class, NDVI phenology per class, a clicked pixel's curve (uncertain
+pixels apart from every class)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from cropcore.inference.options import NODATA
+from cropcore.inference.options import NODATA, UNCERTAIN
 from cropcore.pipeline import RunResult
 from cropcore.products import plots
+from cropcore.products.product import map_colors
 from cropcore.products.stats import phenology
 from cropcore.ui import state
 from cropcore.ui.cropmap import areas, result_map
@@ -18,24 +20,33 @@ from cropcore.ui.runs import BY_RUN
 
 @st.cache_data(hash_funcs=BY_RUN, max_entries=16, show_spinner="Computing NDVI per class...")
 def class_phenology(result: RunResult) -> pd.DataFrame:
-    """NDVI median and IQR per class over the model's time axis."""
+    """NDVI median and IQR per class (and of the uncertain pixels) over the model's time axis."""
     return phenology(result.reflectance, result.prediction["class"], result.meta.class_names, nodata=NODATA)
 
 
 def area_section(result: RunResult) -> None:
-    """Bar chart and table of hectares and percent per class."""
+    """Bar chart and table of hectares and percent per class and of the uncertain pixels; the cropland total."""
     table = areas(result)
-    st.plotly_chart(plots.area_bar(table, result.meta.colors), key="area_chart")
-    st.dataframe(table.drop(columns="class_id"), hide_index=True, width="stretch", column_config={
+    st.plotly_chart(plots.area_bar(table, map_colors(result.meta)), key="area_chart")
+    rows = table[table["kind"] != "total"]
+    st.dataframe(rows.drop(columns="class_id"), hide_index=True, width="stretch", column_config={
         "hectares": st.column_config.NumberColumn("hectares", format="%.2f"),
         "percent": st.column_config.NumberColumn("% of mapped area", format="%.1f"),
     })
+    total = table[table["kind"] == "total"]
+    uncertain = rows[rows["kind"] == "uncertain"].iloc[0]
+    text = (f"Uncertain (confidence below {result.decision.min_confidence:.2f}, set on the Crop map page): "
+            f"{uncertain.hectares:,.2f} ha, {uncertain.percent:.1f} %.")
+    if len(total):
+        text += (f" Cropland, the crop classes without the uncertain pixels: {total.hectares.iloc[0]:,.2f} ha, "
+                 f"{total.percent.iloc[0]:.1f} %.")
+    st.caption(text)
 
 
 def phenology_section(result: RunResult) -> None:
     """NDVI median and inter-quartile band per class, and the medians as a class x month table."""
     pheno = class_phenology(result)
-    st.plotly_chart(plots.phenology_figure(pheno, result.meta.colors), key="phenology_chart")
+    st.plotly_chart(plots.phenology_figure(pheno, map_colors(result.meta)), key="phenology_chart")
     with st.expander("NDVI medians per class and month"):
         table = pheno.assign(month=pheno["time"].dt.strftime("%Y-%m")).pivot(
             index="class", columns="month", values="median")
@@ -54,13 +65,24 @@ def pixel_section(result: RunResult) -> None:
             st.info("Click a pixel inside the mapped area to see its NDVI curve." if clicked is None
                     else "That point is outside the mapped area; click inside it.")
             return
-        class_id = int(classes.sel(x=xy[0], y=xy[1]))
-        label = "no data" if class_id == NODATA else result.meta.class_names[class_id]
+        pixel = result.prediction.sel(x=xy[0], y=xy[1])
+        class_id = int(pixel["class"])
+        label = pixel_label(result, class_id, int(pixel["class_raw"]))
         pheno = class_phenology(result)
         figure = plots.pixel_ndvi_figure(
             result.axis, pixel_ndvi(result.reflectance, *xy), label=label,
-            color=result.meta.colors.get(class_id, "#1565c0"), reference=pheno[pheno["class_id"] == class_id])
+            color=map_colors(result.meta).get(class_id, "#1565c0"), reference=pheno[pheno["class_id"] == class_id])
         st.plotly_chart(figure, key="pixel_chart")
+        cropland = int(pixel["cropland"]) if "cropland" in pixel else NODATA
         st.caption(f"Pixel at {clicked[0]:.5f} N, {clicked[1]:.5f} E (x {xy[0]:.0f}, y {xy[1]:.0f}, "
-                   f"{result.prediction['class'].rio.crs}); confidence "
-                   f"{float(result.prediction['confidence'].sel(x=xy[0], y=xy[1])):.2f}")
+                   f"{classes.rio.crs}); confidence {float(pixel['confidence']):.2f}"
+                   + (f", cropland probability {cropland} %" if cropland != NODATA else ""))
+
+
+def pixel_label(result: RunResult, class_id: int, raw: int) -> str:
+    """A pixel's class for people: its name, "uncertain (most likely ...)" or "no data"."""
+    if class_id == NODATA:
+        return "no data"
+    if class_id == UNCERTAIN:
+        return f"uncertain (most likely {result.meta.class_names[raw]})"
+    return result.meta.class_names[class_id]

@@ -1,4 +1,5 @@
-"""The crop map on a Leaflet map: class, confidence and true-colour overlays, legend, layer switcher."""
+"""The crop map on a Leaflet map: class, cropland, confidence and true-colour overlays, legend with "uncertain",
+the minimum-confidence slider and the layer switcher."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from shapely.geometry import mapping
 
 from cropcore.inference.options import NODATA
 from cropcore.pipeline import RunResult
+from cropcore.products.product import map_colors
 from cropcore.products.stats import class_areas
-from cropcore.ui import state
+from cropcore.ui import runs, state
 from cropcore.ui.map import aoi_layer, base_map, fit_zoom, show_view_map
 from cropcore.ui.overlay import (
     Bounds,
@@ -27,26 +29,37 @@ from cropcore.ui.overlay import (
 from cropcore.ui.runs import BY_RUN
 
 MEDIAN = "season median"
+CROPLAND_CMAP = "YlOrBr"
 
 
 @st.cache_data(hash_funcs=BY_RUN, max_entries=16, show_spinner=False)
 def areas(result: RunResult) -> pd.DataFrame:
-    """Hectares and percent per class of a run."""
-    return class_areas(result.prediction["class"], result.meta.class_names, nodata=NODATA)
+    """Hectares and percent per class of a run, uncertain pixels in their own row, the cropland total last."""
+    return class_areas(result.prediction["class"], result.meta.class_names, nodata=NODATA,
+                       crop_ids=result.meta.crop_ids)
 
 
 @st.cache_data(hash_funcs=BY_RUN, max_entries=16, show_spinner=False)
 def class_image(result: RunResult) -> tuple[np.ndarray, Bounds]:
-    """RGBA class map in Web Mercator and its lon/lat corners."""
+    """RGBA class map (uncertain pixels in their own colour) in Web Mercator and its lon/lat corners."""
     merc = to_web_mercator(result.prediction["class"], nodata=NODATA, categorical=True)
-    return class_rgba(merc.values, result.meta.colors, nodata=NODATA), latlon_bounds(merc)
+    return class_rgba(merc.values, map_colors(result.meta), nodata=NODATA), latlon_bounds(merc)
 
 
 @st.cache_data(hash_funcs=BY_RUN, max_entries=16, show_spinner=False)
 def confidence_image(result: RunResult) -> tuple[np.ndarray, Bounds]:
-    """RGBA confidence (max class probability, 0..1) in Web Mercator and its corners."""
+    """RGBA confidence (calibrated probability of the mapped class, 0..1) in Web Mercator and its corners."""
     merc = to_web_mercator(result.prediction["confidence"], nodata=np.nan, categorical=False)
     return scalar_rgba(merc.values), latlon_bounds(merc)
+
+
+@st.cache_data(hash_funcs=BY_RUN, max_entries=16, show_spinner=False)
+def cropland_image(result: RunResult) -> tuple[np.ndarray, Bounds]:
+    """RGBA cropland probability (0..1, from the percent layer) in Web Mercator and its corners."""
+    percent = result.prediction["cropland"]
+    probability = (percent.where(percent != NODATA) / 100).astype("float32")
+    merc = to_web_mercator(probability, nodata=np.nan, categorical=False)
+    return scalar_rgba(merc.values, cmap=CROPLAND_CMAP), latlon_bounds(merc)
 
 
 @st.cache_data(hash_funcs=BY_RUN, max_entries=16, show_spinner=False)
@@ -65,35 +78,62 @@ def display_controls(result: RunResult) -> tuple[float, int | None]:
     return opacity, None if picked == MEDIAN else steps.index(picked) - 1
 
 
+def min_confidence_slider(result: RunResult) -> None:
+    """The minimum confidence of the run's checkpoint (default: its calibration); the map follows without
+    running the model again."""
+    key = f"{state.MIN_CONFIDENCE_SLIDER}.{result.meta.name}"
+    if key not in st.session_state:  # first time, or back from another page (widget state is dropped there)
+        st.session_state[key] = runs.min_confidence(result)
+    decision = result.decision
+    default = (f"the checkpoint's calibration gives {decision.min_confidence:.2f}" if decision.calibrated
+               else "this checkpoint is not calibrated: 0, no pixel uncertain")
+    value = st.slider("Uncertain below confidence", 0.0, 1.0, step=0.01, key=key,
+                      help="Pixels whose calibrated confidence is below this are mapped as *uncertain*, apart from "
+                           f"every class, in the map, areas, plots and downloads. Default: {default}.")
+    runs.set_min_confidence(result, value)
+
+
 def result_map(result: RunResult, *, opacity: float = 0.75, step: int | None = None,
                collapsed: bool = False) -> folium.Map:
-    """A map of the run's area with switchable true-colour, crop-map and confidence overlays."""
+    """A map of the run's area with switchable true-colour, crop-map, cropland and confidence overlays."""
     geom = result.params.aoi.geometry
     images = [
         ("Sentinel-2 true colour", true_colour_image(result, step), 1.0, True),
         ("Crop map", class_image(result), opacity, True),
-        ("Confidence (max probability)", confidence_image(result), 0.85, False),
     ]
+    if "cropland" in result.prediction:
+        images.append(("Cropland (probability)", cropland_image(result), 0.85, False))
+    images.append(("Confidence (probability of the class)", confidence_image(result), 0.85, False))
     layers = [folium.raster_layers.ImageOverlay(image, bounds=bounds, opacity=alpha, name=name, show=show)
               for name, (image, bounds), alpha, show in images]
     return base_map(geom.bounds, zoom=fit_zoom(geom.bounds, 600), draw=False,
                     layers=[*layers, aoi_layer(mapping(geom))], collapsed=collapsed)
 
 
+def _legend_row(colour: str, name: str, percent: float, *, italic: bool = False) -> str:
+    label = f"<i>{html.escape(name)}</i>" if italic else html.escape(name)
+    return (f'<div style="display:flex;align-items:center;gap:.5em;margin:.15em 0">'
+            f'<span style="width:1.1em;height:1.1em;border:1px solid #555;background:{colour}"></span>'
+            f'<span>{label}</span><span style="margin-left:auto;color:#666">{percent:.1f} %</span></div>')
+
+
 def legend(result: RunResult) -> None:
-    """Class colours and names with their share of the mapped area."""
+    """Class colours and names with their share of the mapped area, "uncertain" apart, the cropland total."""
     table = areas(result)
-    colors = result.meta.colors
-    rows = "".join(
-        f'<div style="display:flex;align-items:center;gap:.5em;margin:.15em 0">'
-        f'<span style="width:1.1em;height:1.1em;border:1px solid #555;background:{colors[int(r.class_id)]}">'
-        f'</span><span>{html.escape(str(r["class"]))}</span>'
-        f'<span style="margin-left:auto;color:#666">{r.percent:.1f} %</span></div>'
-        for _, r in table.iterrows()
-    )
+    colors = map_colors(result.meta)
+    rows = [_legend_row(colors[int(r.class_id)], str(r["class"]), r.percent, italic=r.kind == "uncertain")
+            for _, r in table[table["kind"] != "total"].iterrows()]
     st.markdown(f"**Legend** ({result.meta.name})", help="Share of the mapped area in each class")
-    st.html(f'<div class="cropcore-legend">{rows}</div>')
-    st.caption("Confidence layer: dark = uncertain, bright = confident. Transparent: no data.")
+    st.html(f'<div class="cropcore-legend">{"".join(rows)}</div>')
+    total = table[table["kind"] == "total"]
+    threshold = result.decision.min_confidence
+    notes = [f"*Uncertain*: confidence below {threshold:.2f}, in no class." if threshold > 0
+             else "*Uncertain*: none (raise the threshold to see where the model hesitates)."]
+    if len(total):
+        notes.append(f"Cropland (the crop classes, uncertain pixels not included): {total.percent.iloc[0]:.1f} %.")
+    notes.append("Cropland layer: probability of any crop class (pale yellow = low, dark brown = high). Confidence "
+                 "layer: dark = low, bright = high. Transparent: no data.")
+    st.caption(" ".join(notes))
 
 
 def failures(result: RunResult) -> None:
@@ -105,17 +145,19 @@ def failures(result: RunResult) -> None:
                    icon=":material/warning:")
 
 
-def show_run(shown: RunResult | None, current: RunResult | None) -> None:
+def show_run(last: RunResult | None, current: RunResult | None) -> None:
     """The last run on the map with its legend and display controls (or how to get one)."""
-    if shown is None:
+    if last is None:
         st.info("Press **Run the crop map**: the demo area takes a few seconds.")
         return
-    if shown is not current:
+    if last is not current:
         st.info("The map below is from earlier settings; press **Run the crop map** to update it.")
-    failures(shown)
+    failures(last)
     map_col, side_col = st.columns([5, 2], gap="medium")
     with side_col:
-        opacity, step = display_controls(shown)
-        legend(shown)
+        opacity, step = display_controls(last)
+        min_confidence_slider(last)
+        result = runs.shown(last)
+        legend(result)
     with map_col:
-        show_view_map(result_map(shown, opacity=opacity, step=step), key=state.CROP_MAP)
+        show_view_map(result_map(result, opacity=opacity, step=step), key=state.CROP_MAP)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from cropcore.pipeline import RunResult
-from cropcore.products.product import FILES, product_bytes
+from cropcore.products.product import product_bytes, product_files
 from cropcore.ui.runs import BY_RUN
 
 
@@ -26,7 +26,7 @@ class Download:
 def downloads(result: RunResult, name: str = "cropmap") -> list[Download]:
     """The files of the product (:mod:`cropcore.products.product`), the same the predict CLI writes."""
     data = product_bytes(result.prediction, result.meta, manifest=result.manifest(), aoi=result.params.aoi)
-    return [Download(f.label, data[f.key], f.file_name(name), f.mime, f.help) for f in FILES]
+    return [Download(f.label, data[f.key], f.file_name(name), f.mime, f.help) for f in product_files(result.prediction)]
 
 
 def file_size(n: int) -> str:

@@ -142,6 +142,26 @@ def execute(params: RunParams) -> RunResult | None:
     return result
 
 
+def min_confidence(result: RunResult) -> float:
+    """The minimum confidence chosen in this session for the run's checkpoint (default: the checkpoint's)."""
+    chosen = st.session_state.get(state.MIN_CONFIDENCE, {})
+    return chosen.get(result.meta.name, result.decision.min_confidence)
+
+
+def set_min_confidence(result: RunResult, value: float) -> None:
+    """Keep the minimum confidence chosen for the run's checkpoint (the Analysis and Export pages use it too)."""
+    st.session_state[state.MIN_CONFIDENCE] = {**st.session_state.get(state.MIN_CONFIDENCE, {}), result.meta.name: value}
+
+
+def shown(result: RunResult | None) -> RunResult | None:
+    """The run as the dashboard shows it: pixels below the session's minimum confidence are uncertain (the
+    model does not run again; the checkpoint's own threshold gives the run unchanged)."""
+    if result is None:
+        return None
+    value = min_confidence(result)
+    return result if value == result.decision.min_confidence else result.with_min_confidence(value)
+
+
 def model_selector() -> str:
     """The shipped checkpoint to run (the pipeline's default first)."""
     models = dashboard_models()

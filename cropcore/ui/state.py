@@ -17,6 +17,7 @@ SEARCH_PARAMS = "cropcore.search_params"  # the parameters that produced SEARCH
 LAST_DRAWN = "cropcore.last_drawn"  # last drawing seen on the map (to tell a new drawing from a rerun)
 LAST_UPLOAD = "cropcore.last_upload"  # last uploaded AOI seen (same purpose)
 RUN = "cropcore.run"  # RunResult of the last crop-map run (Crop map, Analysis, Export pages)
+MIN_CONFIDENCE = "cropcore.min_confidence"  # {checkpoint name: minimum confidence chosen on the Crop map page}
 
 # Widget keys
 CATALOG_CHOICE = "widget.catalog_choice"
@@ -31,6 +32,8 @@ MODEL = "widget.model"
 OPACITY = "widget.opacity"
 TRUE_COLOUR_STEP = "widget.true_colour_step"
 CROP_MAP = "widget.crop_map"
+MIN_CONFIDENCE_SLIDER = "widget.min_confidence"  # + "." + checkpoint name
+CALIBRATION_MODEL = "widget.calibration_model"
 ANALYSIS_MAP = "widget.analysis_map"
 
 

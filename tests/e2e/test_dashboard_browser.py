@@ -127,14 +127,31 @@ def test_draw_search_map_analyse_and_download(dashboard, browser_page, tmp_path:
     page.get_by_role("button", name="Run the crop map").click()
     page.get_by_text(re.compile(r"^Crop map ready in")).wait_for(timeout=90_000)
     frame = page.frame_locator(MAP)
-    # True colour and crop map are on (confidence waits in the layer switcher), with the legend beside.
+    # True colour and crop map are on (cropland and confidence wait in the layer switcher), with the legend beside.
     frame.locator("img.leaflet-image-layer").nth(1).wait_for(timeout=30_000)
     assert frame.locator("img.leaflet-image-layer").count() == 2
-    assert frame.locator(".leaflet-control-layers-overlays").get_by_text("Confidence").count() == 1
+    overlays = frame.locator(".leaflet-control-layers-overlays")
+    assert overlays.get_by_text("Confidence").count() == 1 and overlays.get_by_text("Cropland").count() == 1
     page.locator(".cropcore-legend").get_by_text("winter cereals").wait_for()
+    page.locator(".cropcore-legend").get_by_text("uncertain").wait_for()
     page.wait_for_timeout(1000)
     page.screenshot(path=str(ARTIFACTS / "crop_map_e2e.png"), full_page=True)
+    # Raising the minimum confidence marks uncertain pixels at once (no new run); then the cropland layer.
+    slider = page.get_by_role("slider").nth(1)  # opacity first, then the minimum confidence
+    slider.focus()
+    for _ in range(50):
+        page.keyboard.press("ArrowRight")
+    page.get_by_text(re.compile(r"Uncertain: confidence below 0\.50")).wait_for(timeout=30_000)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(ARTIFACTS / "crop_map_uncertain_e2e.png"), full_page=True)
+    frame = page.frame_locator(MAP)
+    frame.locator(".leaflet-control-layers-overlays").get_by_text("Cropland").click()
+    assert frame.locator("img.leaflet-image-layer").count() == 3
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / "crop_map_cropland_e2e.png"), full_page=True)
+    frame.locator(".leaflet-control-layers-overlays").get_by_text("Cropland").click()
     # The layer switcher: the crop map off shows the Sentinel-2 true colour beneath it.
+    frame.locator("img.leaflet-image-layer").nth(1).wait_for(timeout=30_000)
     switcher = frame.locator(".leaflet-control-layers-overlays")
     switcher.get_by_text("Crop map", exact=True).click()
     assert frame.locator("img.leaflet-image-layer").count() == 1
