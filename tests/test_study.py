@@ -43,8 +43,9 @@ def test_balanced_sampling_and_index_inputs():
 def test_the_study_config_plans_every_split_and_variant():
     study = load_study("configs/study_generalisation.yaml")
     runs = plan(study)
-    per_model = len(study.seeds) + len(study.holdouts)
-    assert len(runs) == per_model * len(study.models) + len(study.holdouts) * len(study.variants or {})
+    per_model = len(study.seeds) + len(study.holdouts) * len(study.holdout_seeds)
+    assert len(runs) == per_model * len(study.models) + len(study.holdouts) * len(study.holdout_seeds) * len(
+        study.variants or {})
     assert all(config.output is None for _, _, config in runs)  # a study never overwrites a shipped checkpoint
     shifted = [c for label, _, c in runs if "season shift" in label]
     assert shifted and all(c.augment["shift"] == 1 and c.data["holdout"] for c in shifted)
@@ -58,7 +59,8 @@ def test_a_small_study_trains_resumes_and_writes_the_card_tables(tmp_path, monke
                   epochs=1)
     records = run_study(study, report=lambda _: None)
     assert [(r["model"], r["split"]) for r in records] == [
-        ("TempCNN", "sample seed 0"), ("TempCNN", "holdout Belgium"), ("TempCNN + shift", "holdout Belgium")]
+        ("TempCNN", "sample seed 0"), ("TempCNN", "holdout Belgium seed 0"),
+        ("TempCNN + shift", "holdout Belgium seed 0")]
     belgium = records[1]["results"]
     assert belgium["test_regions"] == {"Belgium": 111} and belgium["network"]["n"] == 111
     for model in ("network", "random_forest"):

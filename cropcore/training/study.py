@@ -25,13 +25,15 @@ from cropcore.training.config import TrainConfig, load_config
 
 @dataclass(frozen=True)
 class Study:
-    """What to compare: ``models`` (label -> training config), seeds, held-out regions, ``variants`` of
-    ``variant_base`` (label -> config overrides, run leave-one-region-out only)."""
+    """What to compare: ``models`` (label -> training config), seeds of the split by sample, held-out regions
+    (each trained with every seed of ``holdout_seeds``), ``variants`` of ``variant_base`` (label -> config
+    overrides, run leave-one-region-out only)."""
 
     name: str
     models: dict[str, str]
     seeds: tuple[int, ...]
     holdouts: tuple[str, ...]
+    holdout_seeds: tuple[int, ...] = (0,)
     variant_base: str | None = None
     variants: dict[str, dict[str, Any]] | None = None
     epochs: int | None = None  # override every config's max_epochs (quick checks only)
@@ -42,7 +44,8 @@ def load_study(path: str | Path) -> Study:
     raw = yaml.safe_load(Path(path).read_text())
     try:
         study = Study(**{**raw, "seeds": tuple(raw.get("seeds", (0, 1, 2))),
-                         "holdouts": tuple(raw.get("holdouts", ()))})
+                         "holdouts": tuple(raw.get("holdouts", ())),
+                         "holdout_seeds": tuple(raw.get("holdout_seeds", (0,)))})
     except TypeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     if study.variants and study.variant_base not in study.models:
@@ -75,13 +78,14 @@ def plan(study: Study) -> list[tuple[str, str, TrainConfig]]:
     for label, path in study.models.items():
         config = load_config(PROJECT_ROOT / path)
         runs += [(label, f"sample seed {s}", split_config(config, seed=s, epochs=study.epochs)) for s in study.seeds]
-        runs += [(label, f"holdout {r}", split_config(config, holdout=r, epochs=study.epochs))
-                 for r in study.holdouts]
+        runs += [(label, f"holdout {r} seed {s}", split_config(config, seed=s, holdout=r, epochs=study.epochs))
+                 for r in study.holdouts for s in study.holdout_seeds]
     if study.variants and study.variant_base:
         base = load_config(PROJECT_ROOT / study.models[study.variant_base])
         for label, over in study.variants.items():
-            runs += [(f"{study.variant_base} {label}", f"holdout {r}",
-                      split_config(base, holdout=r, overrides=over, epochs=study.epochs)) for r in study.holdouts]
+            runs += [(f"{study.variant_base} {label}", f"holdout {r} seed {s}",
+                      split_config(base, seed=s, holdout=r, overrides=over, epochs=study.epochs))
+                     for r in study.holdouts for s in study.holdout_seeds]
     return runs
 
 

@@ -52,27 +52,41 @@ def sample_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _region(split: str) -> str:
+    return split.removeprefix("holdout ").split(" seed ")[0]
+
+
 def holdout_table(records: list[dict[str, Any]], *, variants: bool = False) -> str:
     """Leave one region out: macro-F1 / crop vs non-crop balanced accuracy / non-crop recall per held-out
-    region, and their mean over regions."""
+    region (mean over its seeds), their mean over regions, and the sd over seeds of the regions' mean macro-F1."""
     rows = [r for r in _rows(records) if r[1].startswith("holdout")]
-    regions = list(dict.fromkeys(s.removeprefix("holdout ") for _, s, _ in rows))
+    regions = list(dict.fromkeys(_region(s) for _, s, _ in rows))
+    seeds = len({s.split(" seed ")[-1] for _, s, _ in rows})
+    keys = ("macro_f1", "crop_balanced_accuracy", "noncrop_recall")
     title = "Augmentation and input variants, leave one region out" if variants else "Leave one region out"
-    lines = [f"{title} (cells: macro-F1 / crop vs non-crop balanced accuracy / non-crop recall):", "",
-             "| model | " + " | ".join(f"test {r}" for r in regions) + " | mean |", "|" + "---|" * (len(regions) + 2)]
+    lines = [f"{title} ({seeds} seed(s) per region; cells: macro-F1 / crop vs non-crop balanced accuracy / "
+             "non-crop recall):", "",
+             "| model | " + " | ".join(f"test {r}" for r in regions) + " | mean | macro-F1 sd over seeds |",
+             "|" + "---|" * (len(regions) + 3)]
     for model in _models(rows):
-        cells, means = [], {k: [] for k in ("macro_f1", "crop_balanced_accuracy", "noncrop_recall")}
+        cells, per_region = [], {k: [] for k in keys}
+        by_seed: dict[str, list[float]] = {}
         for region in regions:
-            found = [m for name, s, m in rows if name == model and s == f"holdout {region}"]
+            found = [(s, m) for name, s, m in rows if name == model and _region(s) == region]
             if not found:
                 cells.append("–")
                 continue
-            m = found[0]
-            for k in means:
-                means[k].append(m.get(k))
-            cells.append(" / ".join("–" if m.get(k) is None else f"{m[k]:.2f}" for k in means))
-        mean = " / ".join(f"{statistics.mean(v):.3f}" if v and None not in v else "–" for v in means.values())
-        lines.append(f"| {model} | " + " | ".join(cells) + f" | {mean} |")
+            means = {k: statistics.mean(m[k] for _, m in found if m.get(k) is not None)
+                     if any(m.get(k) is not None for _, m in found) else None for k in keys}
+            for k in keys:
+                per_region[k].append(means[k])
+            for s, m in found:
+                by_seed.setdefault(s.split(" seed ")[-1], []).append(m["macro_f1"])
+            cells.append(" / ".join("–" if means[k] is None else f"{means[k]:.2f}" for k in keys))
+        mean = " / ".join(f"{statistics.mean(v):.3f}" if v and None not in v else "–" for v in per_region.values())
+        seed_means = [statistics.mean(v) for v in by_seed.values() if len(v) == len(regions)]
+        spread = f"{statistics.stdev(seed_means):.3f}" if len(seed_means) > 1 else "–"
+        lines.append(f"| {model} | " + " | ".join(cells) + f" | {mean} | {spread} |")
     return "\n".join(lines)
 
 
