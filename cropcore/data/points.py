@@ -13,7 +13,8 @@ from cropcore.cube.preprocess import fill_gaps_np
 
 @dataclass(frozen=True)
 class PointSeries:
-    """``x`` (N, T, C) reflectance with NaN where missing, ``y`` (N,) class index (-1 = unlabelled)."""
+    """``x`` (N, T, C) reflectance with NaN where missing, ``y`` (N,) class index (-1 = unlabelled), ``latlon``
+    (N, 2) latitude and longitude in degrees where the source gives them."""
 
     x: np.ndarray
     y: np.ndarray
@@ -21,6 +22,7 @@ class PointSeries:
     bands: tuple[str, ...]
     time_axis: tuple[str, ...]
     class_names: tuple[str, ...]
+    latlon: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -28,7 +30,7 @@ class PointSeries:
     def subset(self, index: np.ndarray) -> PointSeries:
         """Rows ``index`` (bool mask or integer index)."""
         return PointSeries(self.x[index], self.y[index], self.sample_id[index], self.bands, self.time_axis,
-                           self.class_names)
+                           self.class_names, None if self.latlon is None else self.latlon[index])
 
     def labelled(self) -> PointSeries:
         """Rows with a class in the legend and at least one observation."""
@@ -37,11 +39,12 @@ class PointSeries:
 
 
 def concat(parts: list[PointSeries]) -> PointSeries:
-    """Stack point series with the same bands, time axis and legend."""
+    """Stack point series with the same bands, time axis and legend (``latlon`` only when every part has it)."""
     first = parts[0]
+    latlon = None if any(p.latlon is None for p in parts) else np.concatenate([p.latlon for p in parts])
     return PointSeries(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]),
                        np.concatenate([p.sample_id for p in parts]), first.bands, first.time_axis,
-                       first.class_names)
+                       first.class_names, latlon)
 
 
 def fill_gaps(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -70,19 +73,23 @@ def prepare(series: PointSeries, mean: list[float], std: list[float]) -> tuple[n
 
 
 class PointDataset(Dataset):
-    """Normalised pixel time series as ``(x (T, C), mask (T,), y)`` tensors."""
+    """Normalised pixel time series as ``(x (T, C), mask (T,), y)`` tensors, with ``latlon (2,)`` (float32
+    degrees) appended when the series has locations."""
 
     def __init__(self, series: PointSeries, mean: list[float], std: list[float]) -> None:
         x, mask = prepare(series, mean, std)
         self.x = torch.from_numpy(x)
         self.mask = torch.from_numpy(mask)
         self.y = torch.from_numpy(series.y.astype(np.int64))
+        self.latlon = None if series.latlon is None else torch.from_numpy(series.latlon.astype(np.float32))
 
     def __len__(self) -> int:
         return len(self.y)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.x[i], self.mask[i], self.y[i]
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        if self.latlon is None:
+            return self.x[i], self.mask[i], self.y[i]
+        return self.x[i], self.mask[i], self.y[i], self.latlon[i]
 
 
 def split_by_sample(

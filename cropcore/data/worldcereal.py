@@ -9,7 +9,8 @@ Nov 2021; legacy wide files read by :func:`read_wide_legacy`) keeps Nov 2020 - O
 season. Several observations in a month are averaged (the files carry no cloud mask: a cloudy dekad
 raises its month's mean).
 Bands B02-B08, B11, B12 (B8A is empty in these files); DN 0 and 65535 are missing; reflectance = DN / 1e4.
-Codes (``ewoc_code``) are mapped with ``class_mappings.json`` to :data:`cropcore.legend.CROP_LEGEND`.
+Codes (``ewoc_code``) are mapped with ``class_mappings.json`` to :data:`cropcore.legend.CROP_LEGEND`. Each sample's
+``lat``/``lon`` (degrees) become :attr:`PointSeries.latlon <cropcore.data.points.PointSeries.latlon>`.
 """
 
 from __future__ import annotations
@@ -235,6 +236,9 @@ def read_worldcereal_table(path: str | Path) -> tuple[PointSeries, pd.DataFrame]
 
 
 def _series(x: np.ndarray, y: np.ndarray, samples: pd.DataFrame) -> PointSeries:
+    latlon = None
+    if {"lat", "lon"} <= set(samples.columns):
+        latlon = np.stack([pd.to_numeric(samples["lat"]), pd.to_numeric(samples["lon"])], axis=1).astype(np.float64)
     return PointSeries(
         x=x,
         y=y,
@@ -242,4 +246,5 @@ def _series(x: np.ndarray, y: np.ndarray, samples: pd.DataFrame) -> PointSeries:
         bands=BANDS,
         time_axis=TIME_AXIS,
         class_names=tuple(c.name for c in CROP_LEGEND),
+        latlon=latlon,
     )

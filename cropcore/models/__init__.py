@@ -4,6 +4,7 @@ safe checkpoints."""
 from cropcore.models.agrunet import AgrUNet
 from cropcore.models.checkpoint import load_checkpoint, resolve, save_checkpoint
 from cropcore.models.meta import Calibration, LegendEntry, ModelMeta, Normalisation, TimeAxis
+from cropcore.models.presto import PrestoClassifier
 from cropcore.models.registry import build_model, list_models, model_kind, uses_location
 from cropcore.models.tempcnn import TempCNN, predict_cube
 
@@ -13,6 +14,7 @@ __all__ = [
     "LegendEntry",
     "ModelMeta",
     "Normalisation",
+    "PrestoClassifier",
     "TempCNN",
     "TimeAxis",
     "build_model",

@@ -13,6 +13,7 @@ from torch import nn
 
 from cropcore.models.agrunet import AgrUNet
 from cropcore.models.meta import Kind, LegendEntry, ModelMeta, Normalisation, TimeAxis
+from cropcore.models.presto import PrestoClassifier
 from cropcore.models.tempcnn import TempCNN
 
 
@@ -27,6 +28,7 @@ class Entry:
 
 _REGISTRY: dict[str, Entry] = {
     "agrunet": Entry(AgrUNet, "patch"),
+    "presto": Entry(PrestoClassifier, "pixel", uses_location=True),
     "tempcnn": Entry(TempCNN, "pixel"),
 }
 

@@ -67,6 +67,12 @@ class TempCNN(nn.Module):
         h = torch.cat([x * m, m], dim=-1).transpose(1, 2)  # (B, C+1, T)
         return self.classifier(self.convs(h))
 
+    def reset_head(self, num_classes: int) -> None:
+        """Replace the last linear layer by a new one for ``num_classes`` classes (to fine-tune on others)."""
+        old = self.classifier[-1]
+        self.classifier[-1] = nn.Linear(old.in_features, num_classes).to(old.weight.device, old.weight.dtype)
+        self.num_classes = num_classes
+
 
 @torch.no_grad()
 def predict_cube(

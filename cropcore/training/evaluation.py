@@ -18,7 +18,7 @@ from cropcore.data.dl4sits import is_dl4sits, read_dl4sits
 from cropcore.data.points import PointSeries, concat, prepare
 from cropcore.data.worldcereal import read_worldcereal
 from cropcore.errors import CheckpointError, DatasetFormatError
-from cropcore.models import load_checkpoint
+from cropcore.models import load_checkpoint, uses_location
 from cropcore.training.metrics import classification_report
 
 
@@ -44,28 +44,35 @@ def evaluate_file(
         series = series.subset(np.isin(series.sample_id, list(meta.test_sample_ids or ())))
         if len(series) == 0:
             raise DatasetFormatError(f"{data} holds none of the checkpoint's held-out sample ids")
+    location = uses_location(meta.architecture)
+    if location and series.latlon is None:
+        raise DatasetFormatError(f"{checkpoint} needs each sample's lat/lon, which {data} do not all provide")
     x, mask = prepare(series, list(meta.norm.mean), list(meta.norm.std))
     patch_size = None if meta.is_pixel else meta.patch_size or 32
-    probs = predict_series(model, x, mask, patch_size=patch_size)
+    probs = predict_series(model, x, mask, patch_size=patch_size, latlon=series.latlon if location else None)
     report = classification_report(probs, torch.from_numpy(series.y), names, crop_classes=meta.crop_ids or None)
     report.update({"checkpoint": str(checkpoint), "data": [Path(p).name for p in data], "split": split})
     return report
 
 
 def predict_series(model: torch.nn.Module, x: np.ndarray, mask: np.ndarray, *, patch_size: int | None = None,
-                   batch_size: int = 32) -> torch.Tensor:
+                   latlon: np.ndarray | None = None, batch_size: int = 32) -> torch.Tensor:
     """Class probabilities (N, K) for prepared series ``x`` (N, T, C) and ``mask`` (N, T).
 
-    With ``patch_size``, ``model`` is a patch model applied to uniform ``patch_size``-pixel patches.
+    With ``patch_size``, ``model`` is a patch model applied to uniform ``patch_size``-pixel patches. ``latlon``
+    (N, 2) degrees is passed as ``model(x, mask, latlon=...)``: give it exactly for pixel models that use
+    location (:func:`cropcore.models.uses_location`).
     """
     model.eval()
     xt, mt = torch.from_numpy(x), torch.from_numpy(mask)
+    lt = None if latlon is None else torch.from_numpy(np.asarray(latlon, np.float32))
     probs = []
     with torch.inference_mode():
         for i in range(0, len(xt), batch_size):
             xb, mb = xt[i : i + batch_size], mt[i : i + batch_size]
             if patch_size is None:
-                probs.append(torch.softmax(model(xb, mb).float(), dim=1))
+                out = model(xb, mb) if lt is None else model(xb, mb, latlon=lt[i : i + batch_size])
+                probs.append(torch.softmax(out.float(), dim=1))
             else:
                 p = torch.softmax(model(*uniform_patches(xb, mb, patch_size)).float(), dim=1)
                 probs.append(p.mean(dim=(2, 3)))
