@@ -29,9 +29,9 @@ def test_shipped_checkpoints_load_and_round_trip(name):
 
 
 def test_kinds_come_from_the_registry():
-    assert list_models() == ["agrunet", "tempcnn"]
+    assert list_models() == ["agrunet", "presto", "tempcnn"]
     assert model_kind("tempcnn") == "pixel" and model_kind("AgrUNet") == "patch"
-    with pytest.raises(KeyError, match="valid names: agrunet, tempcnn"):
+    with pytest.raises(KeyError, match="valid names: agrunet, presto, tempcnn"):
         model_kind("resnet")
 
 

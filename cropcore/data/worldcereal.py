@@ -44,9 +44,15 @@ def load_class_mappings(near: str | Path | None = None) -> dict[str, dict[str, s
     return json.loads(path.read_text())
 
 
+#: Legacy codes that ``class_mappings.json`` lacks, with the land cover they stand for: ``13-00-00-000-0`` is what
+#: ``wc2eurocrops_map.csv`` gives legacy "Grassland" (13) and "Permanent grass crops" (9120); the current hierarchy
+#: files grassland under 20-..., so the mappings have no 13 branch. Grassland is non-crop land cover (class 0).
+LEGACY_LANDCOVER = {"1300000000": "grasslands"}
+
+
 def ewoc_to_legend(codes: pd.Series, mappings: dict[str, dict[str, str]]) -> np.ndarray:
     """Map ``ewoc_code`` values to CROP_LEGEND indices; -1 for codes the legend ignores."""
-    landcover, croptype = mappings["LANDCOVER10"], mappings["CROPTYPE24"]
+    landcover, croptype = {**LEGACY_LANDCOVER, **mappings["LANDCOVER10"]}, mappings["CROPTYPE24"]
 
     def one(code: str) -> int:
         lc = landcover.get(code)

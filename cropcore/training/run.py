@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from cropcore.data.pastis import PASTIS_CLASSES, collate_patches
 from cropcore.errors import ConfigError
 from cropcore.legend import CROP_LEGEND
-from cropcore.models import save_checkpoint
+from cropcore.models import save_checkpoint, uses_location
 from cropcore.settings import PROJECT_ROOT, home, models_dir
 from cropcore.training.config import TrainConfig
 from cropcore.training.datamodules import ComposedDataModule, PastisDataModule, datamodule
@@ -87,6 +87,7 @@ def run(config: TrainConfig, *, resume: str | None = None, devices: str | int = 
     crop = [i for i, c in enumerate(CROP_LEGEND) if c.is_crop] if config.data["kind"] == "worldcereal" else None
     scores, calibration = score_points(net, dm.train, dm.val, dm.test, mean=dm.mean, std=dm.std, crop=crop,
                                        seed=config.seed, patch_size=patch_size,
+                                       location=uses_location(config.model),
                                        precision=config.calibration.get("precision", TARGET_PRECISION))
     results = {**scores, "train_seconds": round(train_seconds, 1),
                "sizes": {"train": len(dm.train), "val": len(dm.val), "test": len(dm.test)},

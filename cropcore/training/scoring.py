@@ -68,11 +68,14 @@ def report(test_probs: Tensor, test_y: Tensor, names: list[str], crop: Sequence[
 
 def score_points(net: nn.Module, train: PointSeries, val: PointSeries, test: PointSeries, *, mean: list[float],
                  std: list[float], crop: Sequence[int] | None, seed: int, patch_size: int | None = None,
-                 precision: float = TARGET_PRECISION) -> tuple[dict[str, Any], Calibration]:
-    """``results["network"]`` and ``results["random_forest"]`` on ``test``; the network's calibration."""
+                 location: bool = False, precision: float = TARGET_PRECISION) -> tuple[dict[str, Any], Calibration]:
+    """``results["network"]`` and ``results["random_forest"]`` on ``test``; the network's calibration.
+
+    ``location``: the network takes each series' (lat, lon) too.
+    """
     def probs_of(series: PointSeries) -> Tensor:
         x, mask = prepare(series, mean, std)
-        return predict_series(net, x, mask, patch_size=patch_size)
+        return predict_series(net, x, mask, patch_size=patch_size, latlon=series.latlon if location else None)
 
     names = list(train.class_names)
     y_val, y_test = torch.from_numpy(val.y), torch.from_numpy(test.y)
