@@ -1,5 +1,5 @@
 """Calibrated inference with a real checkpoint: temperature, cropland first, crop type within it, "uncertain";
-and models that take each pixel's location."""
+and a model that takes each pixel's location (Presto)."""
 
 from dataclasses import replace
 
@@ -8,15 +8,12 @@ import pytest
 import torch
 import xarray as xr
 from pyproj import Transformer
-from torch import nn
 
 from cropcore.errors import ConfigError
 from cropcore.inference.calibrate import Decision, with_min_confidence
 from cropcore.inference.options import NODATA, UNCERTAIN, InferenceOptions
 from cropcore.inference.predict import predict_map
-from cropcore.models import Calibration, load_checkpoint, save_checkpoint
-from cropcore.models import registry as model_registry
-from cropcore.models.registry import untrained_meta
+from cropcore.models import Calibration, build_model, load_checkpoint, save_checkpoint, uses_location
 
 # random reflectance looks like crops to the model (cropland probability 0.93-0.99 at T = 2): a high cropland
 # threshold splits the test cube in two
@@ -121,46 +118,49 @@ def test_an_uncalibrated_checkpoint_keeps_its_map(maps, shipped):
     assert Decision.for_model(shipped[1], 0.3).manifest()["min_confidence_source"] == "user"
 
 
-class LocatedStub(nn.Module):
-    """A pixel model that takes location: its logits are each series' latitude and longitude."""
-
-    def __init__(self, in_channels: int, num_classes: int) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.seen: list[torch.Tensor] = []
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, latlon: torch.Tensor | None = None) -> torch.Tensor:
-        assert latlon is not None and latlon.shape == (x.shape[0], 2)
-        self.seen.append(latlon.clone())
-        return torch.cat([latlon, torch.zeros(x.shape[0], self.num_classes - 2)], dim=1)
+@pytest.fixture(scope="module")
+def presto(shipped):
+    """The registered Presto classifier (randomly initialised) on the shipped default's bands and season."""
+    meta = shipped[1]
+    kwargs = {"in_channels": len(meta.bands), "num_classes": meta.num_classes, "bands": list(meta.bands),
+              "months": [int(step[1:]) for step in meta.time_axis.steps]}
+    torch.manual_seed(0)
+    return build_model("presto", **kwargs).eval(), replace(meta, architecture="presto", model_kwargs=kwargs)
 
 
-@pytest.fixture
-def located(monkeypatch):
-    monkeypatch.setitem(model_registry._REGISTRY, "located",
-                        model_registry.Entry(LocatedStub, "pixel", uses_location=True))
-    meta = replace(untrained_meta("tempcnn", bands=3, classes=3, seq_len=12), architecture="located")
-    return LocatedStub(3, 3), meta
-
-
-def test_a_model_that_takes_location_gets_each_pixel_centre(located):
-    model, meta = located
+def test_presto_gets_each_pixel_centres_location(presto):
+    model, meta = presto
+    assert uses_location("presto")
+    seen: list[torch.Tensor] = []
+    hook = model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs["latlon"].clone()),
+                                           with_kwargs=True)
     data = cube(meta, 40, 36, crs="EPSG:32631")
-    tiled = predict_map(data, model, meta=meta, options=InferenceOptions(tile=16, overlap=0, amp=False),
-                        probabilities=True)
-    seen = np.unique(torch.cat(model.seen).numpy(), axis=0)  # the last tiles of a row overlap the previous ones
+    try:
+        tiled = predict_map(data, model, meta=meta, options=InferenceOptions(tile=16, overlap=0, amp=False),
+                            probabilities=True)
+    finally:
+        hook.remove()
+    got = np.unique(torch.cat(seen).numpy(), axis=0)  # the last tiles of a row overlap the previous ones
     xx, yy = np.meshgrid(data["x"].values, data["y"].values)
     lon, lat = Transformer.from_crs("EPSG:32631", "EPSG:4326", always_xy=True).transform(xx, yy)
     expected = np.unique(np.stack([lat, lon], -1).reshape(-1, 2).astype("float32"), axis=0)
     assert 50.6 < lat.mean() < 50.7 and 5.3 < lon.mean() < 5.4  # the demo patch, in Belgium
-    np.testing.assert_array_equal(seen, expected)
-    model.seen.clear()
+    np.testing.assert_array_equal(got, expected)
     whole = predict_map(data, model, meta=meta, options=InferenceOptions(tile=64, overlap=0, amp=False),
                         probabilities=True)
-    np.testing.assert_array_equal(tiled["probability"].values, whole["probability"].values)  # tiling-free
+    np.testing.assert_allclose(tiled["probability"].values, whole["probability"].values, atol=1e-6)  # tiling-free
 
 
-def test_a_model_that_takes_location_needs_a_crs(located):
-    model, meta = located
+@pytest.mark.slow
+def test_presto_on_two_cpu_workers(presto):
+    model, meta = presto
+    data = cube(meta, 40, 36, crs="EPSG:32631")
+    one = predict_map(data, model, meta=meta, options=InferenceOptions(tile=16, overlap=0, amp=False))
+    two = predict_map(data, model, meta=meta, options=InferenceOptions(tile=16, overlap=0, amp=False, devices="cpu:2"))
+    np.testing.assert_array_equal(one["class"].values, two["class"].values)
+
+
+def test_a_model_that_takes_location_needs_a_crs(presto):
+    model, meta = presto
     with pytest.raises(ConfigError, match="no CRS"):
         predict_map(cube(meta), model, meta=meta, options=OPTIONS)
