@@ -15,6 +15,7 @@ pixels, each pixel its most probable class; its cropland layer is still exported
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -86,13 +87,7 @@ class Decision:
     def _choose(self, p: np.ndarray) -> np.ndarray:
         if not self.two_level:
             return p.argmax(0)
-        crop = np.asarray(self.crop_ids)
-        best_crop = crop[p[crop].argmax(0)]
-        other = np.setdiff1d(np.arange(p.shape[0]), crop)
-        if not other.size:  # every class is a crop
-            return best_crop
-        is_cropland = p[crop].sum(0) >= self.calibration.cropland_threshold
-        return np.where(is_cropland, best_crop, other[p[other].argmax(0)])
+        return cropland_first(p, self.crop_ids, self.calibration.cropland_threshold)
 
     def manifest(self) -> dict[str, Any]:
         """What the run manifest records: each value and where it came from."""
@@ -104,6 +99,17 @@ class Decision:
             "classes": "crop type within cropland" if self.two_level else "most probable class",
             "target_precision": self.calibration.target_precision, "fitted_on": self.calibration.fitted_on,
         }
+
+
+def cropland_first(p: np.ndarray, crop_ids: Sequence[int], threshold: float) -> np.ndarray:
+    """Classes of probabilities ``p`` (K, ...): the most probable crop class where the crop classes' probabilities
+    add up to ``threshold``, else the most probable other class."""
+    crop = np.asarray(crop_ids)
+    best_crop = crop[p[crop].argmax(0)]
+    other = np.setdiff1d(np.arange(p.shape[0]), crop)
+    if not other.size:  # every class is a crop
+        return best_crop
+    return np.where(p[crop].sum(0) >= threshold, best_crop, other[p[other].argmax(0)])
 
 
 def with_min_confidence(prediction: xr.Dataset, min_confidence: float) -> xr.Dataset:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from cropcore.inference.calibrate import cropland_first
 
 BINS = 15
 
@@ -83,12 +86,7 @@ def cropland_threshold(probs: Tensor, target: Tensor, crop_ids: Sequence[int]) -
 
 
 def two_level(probs: Tensor, crop_ids: Sequence[int], threshold: float) -> Tensor:
-    """Class decision with cropland first: the most probable crop class where p(any crop) >= ``threshold``,
-    else the most probable non-crop class. ``probs`` (N, K, ...) -> (N, ...) class ids."""
-    is_crop = torch.zeros(probs.shape[1], dtype=torch.bool, device=probs.device)
-    is_crop[list(crop_ids)] = True
-    shape = (1, -1, *([1] * (probs.ndim - 2)))
-    p_crop = probs[:, is_crop].sum(1)
-    crop_pick = probs.masked_fill(~is_crop.reshape(shape), -1).argmax(1)
-    other_pick = probs.masked_fill(is_crop.reshape(shape), -1).argmax(1)
-    return torch.where(p_crop >= threshold, crop_pick, other_pick)
+    """Class decision with cropland first, as the maps decide (:func:`cropcore.inference.calibrate.cropland_first`):
+    ``probs`` (N, K, ...) -> (N, ...) class ids."""
+    classes = cropland_first(probs.detach().cpu().movedim(1, 0).numpy(), list(crop_ids), threshold)
+    return torch.from_numpy(np.ascontiguousarray(classes)).to(probs.device)
