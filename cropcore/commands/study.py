@@ -19,6 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--card", type=Path, default=None,
                         help="model card whose study tables are rewritten (default: docs/MODEL_CARD.md)")
     parser.add_argument("--no-card", action="store_true", help="do not touch the model card")
+    parser.add_argument("--models", nargs="+", default=None, metavar="LABEL",
+                        help="run only these models of the study (their labels in the YAML)")
     parser.add_argument("--epochs", type=int, default=None, help="override max_epochs (quick checks only)")
     parser.add_argument("--shard", default=None, metavar="I/N",
                         help="run only the I-th of N shares of the runs (0-based), e.g. one process per core; "
@@ -32,12 +34,14 @@ def main(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from cropcore.settings import PROJECT_ROOT
-    from cropcore.training.study import load_study, run_study
+    from cropcore.training.study import load_study, only, run_study
     from cropcore.training.study_tables import tables, write_into
 
     study = load_study(args.config)
     if args.epochs:
         study = replace(study, epochs=args.epochs)
+    if args.models:
+        study = only(study, args.models)
     if args.shard:
         from cropcore.errors import ConfigError
 

@@ -30,7 +30,7 @@ class Study:
     overrides, run leave-one-region-out only)."""
 
     name: str
-    models: dict[str, str]
+    models: dict[str, str | dict[str, Any]]  # label -> config path, or {config: path, holdout_seeds: [...]}
     seeds: tuple[int, ...]
     holdouts: tuple[str, ...]
     holdout_seeds: tuple[int, ...] = (0,)
@@ -75,18 +75,37 @@ def split_config(config: TrainConfig, *, seed: int | None = None, holdout: str |
 def plan(study: Study) -> list[tuple[str, str, TrainConfig]]:
     """Every run of the study as (model label, split label, config); variants' labels start with the base's."""
     runs = []
-    for label, path in study.models.items():
+    for label, entry in study.models.items():
+        path, holdout_seeds = _entry(entry, study.holdout_seeds)
         config = load_config(PROJECT_ROOT / path)
         runs += [(label, f"sample seed {s}", split_config(config, seed=s, epochs=study.epochs)) for s in study.seeds]
         runs += [(label, f"holdout {r} seed {s}", split_config(config, seed=s, holdout=r, epochs=study.epochs))
-                 for r in study.holdouts for s in study.holdout_seeds]
+                 for r in study.holdouts for s in holdout_seeds]
     if study.variants and study.variant_base:
-        base = load_config(PROJECT_ROOT / study.models[study.variant_base])
+        base = load_config(PROJECT_ROOT / _entry(study.models[study.variant_base], ())[0])
         for label, over in study.variants.items():
             runs += [(f"{study.variant_base} {label}", f"holdout {r} seed {s}",
                       split_config(base, seed=s, holdout=r, overrides=over, epochs=study.epochs))
                      for r in study.holdouts for s in study.holdout_seeds]
     return runs
+
+
+def _entry(entry: str | dict[str, Any], holdout_seeds: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
+    """A model's config path and its leave-one-region-out seeds (the study's unless the entry says)."""
+    if isinstance(entry, str):
+        return entry, holdout_seeds
+    return entry["config"], tuple(entry.get("holdout_seeds", holdout_seeds))
+
+
+def only(study: Study, labels: list[str]) -> Study:
+    """``study`` restricted to the models ``labels`` (no variants unless their base is kept)."""
+    unknown = sorted(set(labels) - set(study.models))
+    if unknown:
+        raise ConfigError(f"no model {unknown} in the study; it has {sorted(study.models)}")
+    keep_variants = study.variant_base in labels
+    return replace(study, models={k: v for k, v in study.models.items() if k in labels},
+                   variants=study.variants if keep_variants else None,
+                   variant_base=study.variant_base if keep_variants else None)
 
 
 def _key(config: TrainConfig) -> str:
