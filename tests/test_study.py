@@ -10,7 +10,7 @@ import pytest
 from cropcore.errors import ConfigError
 from cropcore.training import PointDataModule
 from cropcore.training.config import load_config
-from cropcore.training.study import Study, load_study, plan, run_study, split_config
+from cropcore.training.study import Study, load_study, only, plan, run_study, split_config
 from cropcore.training.study_tables import tables, write_into
 
 REGIONS = {"France": ["worldcereal/2023_FRA_LPIS_POLY_110_dekad.geoparquet"],
@@ -43,12 +43,18 @@ def test_balanced_sampling_and_index_inputs():
 def test_the_study_config_plans_every_split_and_variant():
     study = load_study("configs/study_generalisation.yaml")
     runs = plan(study)
-    per_model = len(study.seeds) + len(study.holdouts) * len(study.holdout_seeds)
-    assert len(runs) == per_model * len(study.models) + len(study.holdouts) * len(study.holdout_seeds) * len(
+    n_holdout = len(study.holdouts) * len(study.holdout_seeds)
+    agrunet = [(label, split) for label, split, _ in runs if label.startswith("AgrUNet")]
+    assert len(agrunet) == len(study.seeds) + len(study.holdouts)  # its entry asks for one seed per region
+    assert len(runs) == (len(study.seeds) + n_holdout) * (len(study.models) - 1) + len(agrunet) + n_holdout * len(
         study.variants or {})
     assert all(config.output is None for _, _, config in runs)  # a study never overwrites a shipped checkpoint
     shifted = [c for label, _, c in runs if "season shift" in label]
     assert shifted and all(c.augment["shift"] == 1 and c.data["holdout"] for c in shifted)
+    presto = plan(only(study, ["Presto"]))
+    assert {label for label, _, _ in presto} == {"Presto"} and len(presto) == len(study.seeds) + n_holdout
+    with pytest.raises(ConfigError, match="no model"):
+        only(study, ["ResNet"])
 
 
 @pytest.mark.slow
