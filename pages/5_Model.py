@@ -1,4 +1,4 @@
-"""Model: the shipped checkpoints, the model card with held-out metrics, calibration, and the benchmarks."""
+"""Model: the checkpoints (shipped and your own), the model card with held-out metrics, calibration, benchmarks."""
 
 import streamlit as st
 

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from cropcore.ui import sidebar
+from cropcore.ui import sidebar, state
 from cropcore.ui import train as ui_train
 
 st.set_page_config(page_title="cropcore · Train", layout="wide")
@@ -20,7 +20,7 @@ if labels is not None:
     year, _ = ui_train.season()
     chosen = ui_train.options(labels, year)
     ui_train.train_button(labels, year, catalog, chosen, ready=catalog_ok)
-result = st.session_state.get(ui_train.OWN_MODEL)
+result = st.session_state.get(state.OWN_MODEL)
 if result is not None:
     ui_train.show_result(result)
     ui_train.map_button(result, catalog)

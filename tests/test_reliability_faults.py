@@ -247,7 +247,6 @@ def test_a_damaged_shipped_checkpoint_is_left_out_of_the_dashboard(shipped, monk
     for name in ("tempcnn_worldcereal", "agrunet_worldcereal"):
         (folder / f"{name}.pt").write_bytes((CHECKPOINT_DIR / f"{name}.pt").read_bytes())
     (folder / "agrunet_worldcereal.pt").write_bytes(b"\0" * 100)
-    monkeypatch.setattr(runs, "CHECKPOINT_DIR", folder)
     monkeypatch.setattr("cropcore.models.checkpoint.CHECKPOINT_DIR", folder)
     runs.dashboard_models.clear()
     runs.load_model.clear()

@@ -302,7 +302,6 @@ def calibrated_checkpoints(tmp_path, monkeypatch):
     broken = {**meta.metrics, "calibration": {"reliability": {"confidence": [0.5], "accuracy": []}}}
     save_checkpoint(tmp_path / "tempcnn_malformed.pt", model, replace(meta, calibration=calibration, metrics=broken))
     monkeypatch.setattr(checkpoint, "CHECKPOINT_DIR", tmp_path)
-    monkeypatch.setattr(modelcard, "CHECKPOINT_DIR", tmp_path)
     return tmp_path
 
 

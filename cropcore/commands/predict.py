@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--catalog", default="local", help="local, earth-search, planetary-computer or a URL")
     parser.add_argument("--collections", nargs="+", help="collection ids (default: the catalog's L2A ones)")
     parser.add_argument("--max-cloud", type=float, default=80.0, help="maximum scene cloud cover, percent")
-    parser.add_argument("--model", default="tempcnn_worldcereal", help="shipped checkpoint name or file")
+    parser.add_argument("--model", help="checkpoint: a shipped one's name, your own (cropcore train --labels) or a "
+                                         "file (default: the dashboard's default model)")
     parser.add_argument("--tile", type=int, default=DEFAULTS.tile, help="tile size in pixels")
     parser.add_argument("--overlap", type=int, default=DEFAULTS.overlap, help="tile overlap in pixels")
     parser.add_argument("--strip", type=int, default=DEFAULTS.strip,
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the pipeline with a progress bar and write the outputs."""
     from tqdm import tqdm
 
-    from cropcore.pipeline import RunParams, export_run
+    from cropcore.pipeline import DEFAULT_MODEL, RunParams, export_run
     from cropcore.pipeline import run as run_pipeline
 
     if args.out.suffix.lower() not in (".tif", ".tiff"):
@@ -59,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
                                devices=args.devices, amp=True if args.precision == "auto" else args.precision,
                                min_confidence=args.min_confidence)
     params = RunParams(aoi=read_aoi(args), start=args.start, end=args.end, max_cloud=args.max_cloud,
-                       catalog=args.catalog, collections=args.collections, model=args.model, inference=options)
+                       catalog=args.catalog, collections=args.collections,
+                       model=args.model or DEFAULT_MODEL, inference=options)
     bar = tqdm(total=100, unit="%", file=sys.stderr, disable=None, bar_format="{l_bar}{bar}| {elapsed}")
     # the map goes to disk row by row and the COGs are made from there: memory does not grow with the AOI
     with bar, tempfile.TemporaryDirectory(prefix="cropcore-predict-") as workdir:

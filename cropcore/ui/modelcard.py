@@ -1,5 +1,5 @@
-"""Widgets of the Model page: the shipped checkpoints, their calibration (reliability diagram), the model card
-and the benchmark tables."""
+"""Widgets of the Model page: the checkpoints (shipped and your own), their calibration (reliability diagram),
+the model card and the benchmark tables."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from cropcore import pipeline, settings
-from cropcore.models.checkpoint import CHECKPOINT_DIR
+from cropcore.errors import CropcoreError
+from cropcore.models.checkpoint import list_checkpoints
 from cropcore.models.meta import ModelMeta
 from cropcore.products import plots
 from cropcore.ui import state
@@ -33,11 +34,16 @@ def calibration_summary(meta: ModelMeta) -> str:
 
 
 def checkpoints() -> None:
-    """A table of the shipped checkpoints: architecture, bands, time steps, classes, calibration, checksum."""
+    """A table of the shipped and your own checkpoints: architecture, bands, time steps, classes, calibration,
+    checksum."""
     rows = []
-    for path in sorted(CHECKPOINT_DIR.glob("*.pt")):
-        meta = load_model(path.stem)[1]
-        rows.append({"checkpoint": path.stem, "model": meta.architecture, "bands": ", ".join(meta.bands),
+    for name, path in list_checkpoints().items():
+        try:
+            meta = load_model(name)[1]
+        except CropcoreError as exc:  # a damaged file is a warning, not a crash of the page
+            st.warning(f"Checkpoint {name} cannot be read: {exc}", icon=":material/warning:")
+            continue
+        rows.append({"checkpoint": name, "model": meta.architecture, "bands": ", ".join(meta.bands),
                      "time steps": len(meta.time_axis.steps), "classes": meta.num_classes,
                      "calibration": calibration_summary(meta),
                      "size (MB)": round(path.stat().st_size / 1e6, 1), "sha256": (meta.sha256 or "")[:12]})
@@ -88,13 +94,17 @@ def _number(value: object) -> float | None:
 
 def calibration() -> None:
     """One checkpoint's calibration: what it does, and its reliability diagram when the checkpoint holds one."""
-    names = [p.stem for p in sorted(CHECKPOINT_DIR.glob("*.pt"))]
+    names = list(list_checkpoints())
     if not names:
         st.info("No checkpoint is installed.")
         return
     default = names.index(pipeline.DEFAULT_MODEL) if pipeline.DEFAULT_MODEL in names else 0
     name = st.selectbox("Checkpoint", names, index=default, key=state.CALIBRATION_MODEL)
-    meta = load_model(name)[1]
+    try:
+        meta = load_model(name)[1]
+    except CropcoreError as exc:
+        st.warning(f"Checkpoint {name} cannot be read: {exc}", icon=":material/warning:")
+        return
     st.markdown(calibration_text(meta))
     try:
         figure = reliability(meta)

@@ -16,7 +16,7 @@ from torch import nn
 from cropcore import pipeline
 from cropcore.errors import CropcoreError, InvalidAOIError
 from cropcore.models import ModelMeta, load_checkpoint
-from cropcore.models.checkpoint import CHECKPOINT_DIR
+from cropcore.models.checkpoint import list_checkpoints
 from cropcore.pipeline import RunParams, RunResult
 from cropcore.ui import state
 from cropcore.ui.search import DEMO_AOI
@@ -74,15 +74,16 @@ def _store() -> OrderedDict[str, RunResult]:
 
 @st.cache_resource(show_spinner="Loading the model...")
 def load_model(name: str) -> tuple[nn.Module, ModelMeta]:
-    """A shipped checkpoint, loaded once per server."""
+    """A checkpoint (shipped or your own), loaded once per server."""
     return load_checkpoint(name)
 
 
 @st.cache_data(show_spinner=False)
 def dashboard_models() -> dict[str, str]:
-    """Shipped checkpoints that classify a monthly season (name -> architecture); others need dated input."""
+    """Shipped and your own checkpoints that classify a monthly season (name -> architecture), shipped ones first;
+    others need dated input."""
     models = {}
-    for name in sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt")):
+    for name in list_checkpoints():
         try:
             meta = load_model(name)[1]
         except CropcoreError as exc:  # a damaged file is left out of the list, not a crash of the page
@@ -163,11 +164,11 @@ def shown(result: RunResult | None) -> RunResult | None:
 
 
 def model_selector() -> str:
-    """The shipped checkpoint to run (the pipeline's default first)."""
+    """The checkpoint to run, shipped or your own (the pipeline's default first)."""
     models = dashboard_models()
     names = sorted(models, key=lambda n: n != pipeline.DEFAULT_MODEL)
     return st.selectbox("Model", names, key=state.MODEL, format_func=lambda n: f"{n} ({models[n]})",
-                        help="Shipped checkpoints; the Model page has their model card and metrics")
+                        help="Shipped and your own checkpoints; the Model page has their model card and metrics")
 
 
 def run_button(params: RunParams, *, ready: bool) -> RunResult | None:

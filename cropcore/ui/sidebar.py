@@ -83,6 +83,7 @@ PAGES = (
     ("pages/3_Analysis.py", "Analysis", ":material/monitoring:"),
     ("pages/4_Export.py", "Export", ":material/download:"),
     ("pages/5_Model.py", "Model", ":material/model_training:"),
+    ("pages/6_Train.py", "Train", ":material/school:"),
 )
 
 

@@ -18,6 +18,7 @@ LAST_DRAWN = "cropcore.last_drawn"  # last drawing seen on the map (to tell a ne
 LAST_UPLOAD = "cropcore.last_upload"  # last uploaded AOI seen (same purpose)
 RUN = "cropcore.run"  # RunResult of the last crop-map run (Crop map, Analysis, Export pages)
 MIN_CONFIDENCE = "cropcore.min_confidence"  # {checkpoint name: minimum confidence chosen on the Crop map page}
+OWN_MODEL = "cropcore.own_model"  # OwnModel of the last training on the Train page
 
 # Widget keys
 CATALOG_CHOICE = "widget.catalog_choice"
@@ -35,6 +36,12 @@ CROP_MAP = "widget.crop_map"
 MIN_CONFIDENCE_SLIDER = "widget.min_confidence"  # + "." + checkpoint name
 CALIBRATION_MODEL = "widget.calibration_model"
 ANALYSIS_MAP = "widget.analysis_map"
+TRAIN_UPLOAD = "widget.train_upload"
+TRAIN_COLUMN = "widget.train_column"
+TRAIN_YEAR = "widget.train_year"
+TRAIN_NAME = "widget.train_name"  # + "." + label file name + "." + season year
+TRAIN_CROPS = "widget.train_crops"
+TRAIN_EPOCHS = "widget.train_epochs"
 
 
 def get_aoi() -> dict[str, Any] | None:

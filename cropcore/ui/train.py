@@ -31,9 +31,6 @@ from cropcore.ui import runs, state
 from cropcore.ui.search import DEFAULT_YEAR
 
 MAX_UPLOAD_MB = 50
-OWN_MODEL = "cropcore.own_model"  # OwnModel of the last training in this session
-UPLOAD, COLUMN, YEAR, NAME, CROPS, EPOCHS = (f"widget.train_{k}" for k in
-                                             ("upload", "column", "year", "name", "crops", "epochs"))
 _log = logging.getLogger(__name__)
 
 
@@ -48,7 +45,8 @@ def _frame(data: bytes, name: str) -> gpd.GeoDataFrame:
 def upload_labels() -> tuple[gpd.GeoDataFrame, str] | None:
     """The uploaded label file as a GeoDataFrame and its name, or None (errors are shown)."""
     upload = st.file_uploader("Label file: points or polygons (parcels) with a class column",
-                              type=[s.lstrip(".") for s in FORMATS], key=UPLOAD, max_upload_size=MAX_UPLOAD_MB,
+                              type=[s.lstrip(".") for s in FORMATS], key=state.TRAIN_UPLOAD,
+                              max_upload_size=MAX_UPLOAD_MB,
                               help="GeoJSON, GeoPackage or GeoParquet, in any CRS the file declares")
     if upload is None:
         return None
@@ -74,7 +72,7 @@ def choose_labels(frame: gpd.GeoDataFrame, name: str) -> Labels | None:
     if not columns:
         st.error(f"{name} has no attribute columns, only geometries: add a column with each feature's class")
         return None
-    column = st.selectbox("Class column", columns, index=_guess(columns), key=COLUMN)
+    column = st.selectbox("Class column", columns, index=_guess(columns), key=state.TRAIN_COLUMN)
     try:
         labels = labels_from_frame(frame, column, name=name)
     except CropcoreError as exc:
@@ -91,7 +89,7 @@ def choose_labels(frame: gpd.GeoDataFrame, name: str) -> Labels | None:
 def season() -> tuple[int, tuple[date, date]]:
     """The season's last year, and its dates on the default model's time axis."""
     year = int(st.number_input("Season ending in", min_value=2016, max_value=date.today().year, step=1,
-                               value=DEFAULT_YEAR, key=YEAR))
+                               value=DEFAULT_YEAR, key=state.TRAIN_YEAR))
     dates = season_dates(runs.load_model(pipeline.DEFAULT_MODEL)[1], year)
     st.caption(f"{dates[0]:%b %Y} to {dates[1]:%b %Y}: the default model's monthly season")
     return year, dates
@@ -107,10 +105,11 @@ def free_name(labels: Labels, year: int) -> str:
 def options(labels: Labels, year: int) -> dict[str, Any]:
     """Model name, crop classes and epochs."""
     with st.expander("Options"):
-        name = st.text_input("Model name", value=free_name(labels, year), key=f"{NAME}.{labels.source}.{year}")
-        crops = st.multiselect("Which classes are crops (optional)", labels.class_names, key=CROPS,
+        name = st.text_input("Model name", value=free_name(labels, year),
+                             key=f"{state.TRAIN_NAME}.{labels.source}.{year}")
+        crops = st.multiselect("Which classes are crops (optional)", labels.class_names, key=state.TRAIN_CROPS,
                                help="Marks them as crops in the legend; leave empty when it does not apply")
-        epochs = st.slider("Epochs", 5, 100, DEFAULT_EPOCHS, step=5, key=EPOCHS)
+        epochs = st.slider("Epochs", 5, 100, DEFAULT_EPOCHS, step=5, key=state.TRAIN_EPOCHS)
     return {"name": name.strip(), "crop_classes": crops or None, "epochs": epochs}
 
 
@@ -146,7 +145,7 @@ def train_button(labels: Labels, year: int, catalog: str, chosen: dict, *, ready
         return None
     status.update(label=f"{result.meta.name} trained in {result.seconds:.0f} s", state="complete", expanded=False)
     runs.dashboard_models.clear()  # the Crop map page lists it from now on
-    st.session_state[OWN_MODEL] = result
+    st.session_state[state.OWN_MODEL] = result
     return result
 
 
