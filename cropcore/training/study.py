@@ -133,8 +133,9 @@ def run_study(study: Study, *, report: Callable[[str], None] = print,
         key = _key(config)
         path = cache / f"{key}.json"
         config = replace(config, name=f"{study.name}_{key}")  # each run its own Lightning folder
-        if path.is_file():
-            record = json.loads(path.read_text())
+        if path.is_file():  # labels come from the study as it is now, results from the finished run
+            record = {**json.loads(path.read_text()), "model": label, "split": split,
+                      "variant": label not in study.models}
             report(f"[{i}/{len(runs)}] {label}, {split}: reused")
         else:
             report(f"[{i}/{len(runs)}] {label}, {split}: training ...")
