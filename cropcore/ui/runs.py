@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import asdict
 from datetime import date
@@ -20,6 +19,7 @@ from cropcore.models.checkpoint import list_checkpoints
 from cropcore.pipeline import RunParams, RunResult
 from cropcore.ui import state
 from cropcore.ui.search import DEMO_AOI
+from cropcore.ui.status import Outcome, with_status
 
 #: The demo season (the embedded catalog's WorldCereal composites, Nov 2020 - Oct 2021).
 DEMO_DATES = (date(2020, 11, 1), date(2021, 10, 31))
@@ -107,33 +107,14 @@ def cached(params: RunParams) -> RunResult | None:
 
 def execute(params: RunParams) -> RunResult | None:
     """Run the pipeline with a progress bar and one status line per stage; errors are shown, not raised."""
-    status = st.status("Running the crop map...", expanded=True)
-    bar = status.progress(0.0, text="starting")
-    shown: list[str] = []
-    t0 = time.perf_counter()
-
-    def progress(fraction: float, message: str) -> None:
-        bar.progress(min(max(fraction, 0.0), 1.0), text=message)
-        stage = message.split(":")[0]
-        if not shown or shown[-1] != stage:
-            shown.append(stage)
-            status.write(f"{time.perf_counter() - t0:5.1f} s · {message}")
-
-    try:
-        result = pipeline.run(params, progress=progress, model=load_model(params.model))
-    except CropcoreError as exc:
-        status.update(label="The crop map could not be made", state="error", expanded=False)
-        st.error(str(exc))
+    done = with_status(lambda progress: pipeline.run(params, progress=progress, model=load_model(params.model)),
+                       Outcome("Running the crop map...", "The crop map could not be made",
+                               "Nothing was kept; try again, and if it persists report it with the server log."))
+    if done is None:
         return None
-    except Exception as exc:  # a bug or an unforeseen fault: a short message here, the traceback in the log
-        _log.exception("crop-map run failed")
-        status.update(label="The crop map could not be made", state="error", expanded=False)
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        st.error(f"Unexpected error ({type(exc).__name__}: {first}). Nothing was kept; try again, and if it "
-                 "persists report it with the server log.")
-        return None
+    result, seconds, status = done
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
-    status.update(label=f"Crop map ready in {time.perf_counter() - t0:.1f} s ({timings})", state="complete",
+    status.update(label=f"Crop map ready in {seconds:.1f} s ({timings})", state="complete",
                   expanded=False)
     store = _store()
     with _STORE_LOCK:  # sessions run in threads of one server and share the store

@@ -3,9 +3,7 @@ compare it with a RandomForest and the default, and map the current area with it
 
 from __future__ import annotations
 
-import logging
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -29,9 +27,9 @@ from cropcore.training.own_labels import (
 )
 from cropcore.ui import runs, state
 from cropcore.ui.search import DEFAULT_YEAR
+from cropcore.ui.status import Outcome, with_status
 
 MAX_UPLOAD_MB = 50
-_log = logging.getLogger(__name__)
 
 
 @st.cache_data(max_entries=4, show_spinner="Reading the labels...")
@@ -118,31 +116,14 @@ def train_button(labels: Labels, year: int, catalog: str, chosen: dict, *, ready
     if not st.button("Train", type="primary", disabled=not ready,
                      help=None if ready else "Needs a reachable catalog (see the sidebar)"):
         return None
-    status = st.status("Training on your labels...", expanded=True)
-    bar = status.progress(0.0, text="starting")
-    t0 = time.perf_counter()
-    shown: list[str] = []
-
-    def progress(fraction: float, message: str) -> None:
-        bar.progress(min(max(fraction, 0.0), 1.0), text=message)
-        stage = message.split(":")[0]
-        if not shown or shown[-1] != stage:
-            shown.append(stage)
-            status.write(f"{time.perf_counter() - t0:5.1f} s · {message}")
-
-    try:
-        result = train_on_labels(labels, labels.class_column, year, catalog=catalog, progress=progress, **chosen)
-    except CropcoreError as exc:
-        status.update(label="The model could not be trained", state="error", expanded=False)
-        st.error(str(exc))
+    done = with_status(
+        lambda progress: train_on_labels(labels, labels.class_column, year, catalog=catalog, progress=progress,
+                                         **chosen),
+        Outcome("Training on your labels...", "The model could not be trained",
+                "Nothing was saved; report it with the server log."))
+    if done is None:
         return None
-    except Exception as exc:  # a bug or an unforeseen fault: a short message here, the traceback in the log
-        _log.exception("training on labels failed")
-        status.update(label="The model could not be trained", state="error", expanded=False)
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        st.error(f"Unexpected error ({type(exc).__name__}: {first}). Nothing was saved; report it with the "
-                 "server log.")
-        return None
+    result, _, status = done
     status.update(label=f"{result.meta.name} trained in {result.seconds:.0f} s", state="complete", expanded=False)
     runs.dashboard_models.clear()  # the Crop map page lists it from now on
     st.session_state[state.OWN_MODEL] = result
