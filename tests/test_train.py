@@ -89,3 +89,20 @@ def test_evaluate_cli_rejects_a_mismatched_checkpoint(capsys):
     csv = data_dir("dl4sits") / "dl4sits/test_dataset.csv"
     assert main(["evaluate", "--checkpoint", "tempcnn_worldcereal", "--data", str(csv)]) == 2
     assert "expects bands" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("checkpoint", ["tempcnn_worldcereal", "presto_worldcereal"])
+def test_evaluate_reproduces_the_shipped_held_out_scores(tmp_path, checkpoint):
+    """``evaluate --split test`` scores a calibrated checkpoint as it maps, giving its model-card numbers."""
+    from cropcore.models import load_checkpoint
+
+    _, meta = load_checkpoint(checkpoint)
+    files = [str(data_dir(WC) / p) for p in (WC, "worldcereal/public_extractions_monthly.parquet",
+                                             "worldcereal/belgium_2021")]
+    out = tmp_path / "report.json"
+    assert main(["evaluate", "--checkpoint", checkpoint, "--split", "test", "--data", *files, "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["n"] == len(meta.test_sample_ids) == 213
+    assert report["calibration"] == meta.calibration.to_dict()
+    for key in ("oa", "macro_f1"):
+        assert report[key] == pytest.approx(meta.metrics["network"][key], abs=1e-6)

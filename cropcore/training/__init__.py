@@ -5,10 +5,11 @@ Inference does not need this package; it loads checkpoints through :mod:`cropcor
 
 from cropcore.training.config import TrainConfig, load_config
 from cropcore.training.datamodules import ComposedDataModule, PastisDataModule, PointDataModule, datamodule
-from cropcore.training.evaluation import evaluate_file, predict_series
+from cropcore.training.evaluation import evaluate_file
 from cropcore.training.metrics import classification_report, format_report
 from cropcore.training.module import CropModule
 from cropcore.training.run import run
+from cropcore.training.series import predict_series
 
 __all__ = [
     "ComposedDataModule",

@@ -2,7 +2,8 @@
 
 Pixel models classify each series; patch models (AgrUNet) see each series as a uniform patch (the field
 covers the whole patch, :func:`cropcore.data.composed.uniform_patches`) and predict the mean of its pixel
-probabilities.
+probabilities. A calibrated checkpoint is scored as it maps: its temperature, cropland-first classes and
+uncertain share (:func:`cropcore.training.scoring.report`).
 """
 
 from __future__ import annotations
@@ -13,18 +14,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from cropcore.data.composed import uniform_patches
+from cropcore.data.belgium import read_belgium_2021
 from cropcore.data.dl4sits import is_dl4sits, read_dl4sits
 from cropcore.data.points import PointSeries, concat, prepare
 from cropcore.data.worldcereal import read_worldcereal
 from cropcore.errors import CheckpointError, DatasetFormatError
 from cropcore.models import load_checkpoint, uses_location
 from cropcore.training.metrics import classification_report
+from cropcore.training.scoring import report as calibrated_report
+from cropcore.training.series import predict_series
 
 
 def read_labelled(path: str | Path) -> PointSeries:
-    """Read any supported labelled point file, keeping rows with a legend class."""
+    """Read any supported labelled point file (or the Belgian 2021 folder), keeping rows with a legend class."""
     path = Path(path)
+    if path.is_dir():
+        return read_belgium_2021(path)[0].labelled()
     if not path.is_file():
         raise DatasetFormatError(f"no file at {path}")
     series = read_dl4sits(path) if is_dl4sits(path) else read_worldcereal(path)
@@ -50,30 +55,8 @@ def evaluate_file(
     x, mask = prepare(series, list(meta.norm.mean), list(meta.norm.std))
     patch_size = None if meta.is_pixel else meta.patch_size or 32
     probs = predict_series(model, x, mask, patch_size=patch_size, latlon=series.latlon if location else None)
-    report = classification_report(probs, torch.from_numpy(series.y), names, crop_classes=meta.crop_ids or None)
+    y, crop = torch.from_numpy(series.y), meta.crop_ids or None
+    report = (classification_report(probs, y, names, crop_classes=crop) if meta.calibration is None
+              else calibrated_report(probs, y, names, crop, meta.calibration))
     report.update({"checkpoint": str(checkpoint), "data": [Path(p).name for p in data], "split": split})
     return report
-
-
-def predict_series(model: torch.nn.Module, x: np.ndarray, mask: np.ndarray, *, patch_size: int | None = None,
-                   latlon: np.ndarray | None = None, batch_size: int = 32) -> torch.Tensor:
-    """Class probabilities (N, K) for prepared series ``x`` (N, T, C) and ``mask`` (N, T).
-
-    With ``patch_size``, ``model`` is a patch model applied to uniform ``patch_size``-pixel patches. ``latlon``
-    (N, 2) degrees is passed as ``model(x, mask, latlon=...)``: give it exactly for pixel models that use
-    location (:func:`cropcore.models.uses_location`).
-    """
-    model.eval()
-    xt, mt = torch.from_numpy(x), torch.from_numpy(mask)
-    lt = None if latlon is None else torch.from_numpy(np.asarray(latlon, np.float32))
-    probs = []
-    with torch.inference_mode():
-        for i in range(0, len(xt), batch_size):
-            xb, mb = xt[i : i + batch_size], mt[i : i + batch_size]
-            if patch_size is None:
-                out = model(xb, mb) if lt is None else model(xb, mb, latlon=lt[i : i + batch_size])
-                probs.append(torch.softmax(out.float(), dim=1))
-            else:
-                p = torch.softmax(model(*uniform_patches(xb, mb, patch_size)).float(), dim=1)
-                probs.append(p.mean(dim=(2, 3)))
-    return torch.cat(probs) if probs else torch.zeros(0, 0)

@@ -40,9 +40,9 @@ from cropcore.models.checkpoint import list_checkpoints
 from cropcore.pipeline import DEFAULT_MODEL
 from cropcore.progress import Progress, silent, span
 from cropcore.settings import home
-from cropcore.training.evaluation import predict_series
 from cropcore.training.module import CropModule, precision_for
 from cropcore.training.scoring import score_points
+from cropcore.training.series import predict_series
 
 DEFAULT_EPOCHS = 30
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")

@@ -24,8 +24,8 @@ from cropcore.training.calibration import (
     reliability,
     two_level,
 )
-from cropcore.training.evaluation import predict_series
 from cropcore.training.metrics import classification_report
+from cropcore.training.series import predict_series
 
 #: Precision the kept (not "uncertain") pixels should reach on validation data, unless a config says otherwise.
 TARGET_PRECISION = 0.85
