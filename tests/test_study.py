@@ -44,10 +44,7 @@ def test_the_study_config_plans_every_split_and_variant():
     study = load_study("configs/study_generalisation.yaml")
     runs = plan(study)
     n_holdout = len(study.holdouts) * len(study.holdout_seeds)
-    agrunet = [(label, split) for label, split, _ in runs if label.startswith("AgrUNet")]
-    assert len(agrunet) == len(study.seeds) + len(study.holdouts)  # its entry asks for one seed per region
-    assert len(runs) == (len(study.seeds) + n_holdout) * (len(study.models) - 1) + len(agrunet) + n_holdout * len(
-        study.variants or {})
+    assert len(runs) == (len(study.seeds) + n_holdout) * len(study.models) + n_holdout * len(study.variants or {})
     assert all(config.output is None for _, _, config in runs)  # a study never overwrites a shipped checkpoint
     shifted = [c for label, _, c in runs if "season shift" in label]
     assert shifted and all(c.augment["shift"] == 1 and c.data["holdout"] for c in shifted)
@@ -55,6 +52,11 @@ def test_the_study_config_plans_every_split_and_variant():
     assert {label for label, _, _ in presto} == {"Presto"} and len(presto) == len(study.seeds) + n_holdout
     with pytest.raises(ConfigError, match="no model"):
         only(study, ["ResNet"])
+    one_seed = replace(study, models={"slow": {"config": "configs/tempcnn_worldcereal.yaml", "holdout_seeds": [0]}},
+                       variants=None, variant_base=None)
+    assert [split for _, split, _ in plan(one_seed)] == [
+        "sample seed 0", "sample seed 1", "sample seed 2", "holdout France seed 0", "holdout Africa seed 0",
+        "holdout Belgium seed 0"]
 
 
 @pytest.mark.slow
