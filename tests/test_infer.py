@@ -20,7 +20,10 @@ STRIPS = InferenceOptions(tile=32, overlap=8, strip=40, amp=False)
 
 @pytest.fixture(scope="module")
 def tempcnn():
-    return load_checkpoint("tempcnn_worldcereal")
+    """The shipped weights without their calibration: these tests are about tiling, blending and workers
+    (calibration has its own tests)."""
+    model, meta = load_checkpoint("tempcnn_worldcereal")
+    return model, replace(meta, calibration=None)
 
 
 def patch_meta(meta):

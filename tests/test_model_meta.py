@@ -24,7 +24,7 @@ def test_shipped_checkpoints_load_and_round_trip(name):
     assert isinstance(meta, ModelMeta) and meta.name == name and len(meta.sha256) == 64
     assert meta.to_dict() == stored_json(name)  # nothing lost or added, written before ModelMeta existed
     assert list(meta.to_dict()) == list(stored_json(name))  # same key order: re-saving gives the same JSON
-    assert meta.kind == model_kind(meta.architecture) and meta.is_pixel == (meta.architecture == "tempcnn")
+    assert meta.kind == model_kind(meta.architecture) and meta.is_pixel == (meta.architecture != "agrunet")
     assert meta.num_classes == len(meta.class_names) == len(meta.colors) == model.num_classes
 
 
