@@ -266,11 +266,11 @@ def test_cuda_oom_halves_the_batch_and_the_run_completes(stac_api, demo_result, 
 
     real, sizes = Runner._forward, []
 
-    def oom_above_one(self, x):
+    def oom_above_one(self, x, latlon=None):
         sizes.append(x.shape[0])
         if x.shape[0] > 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
-        return real(self, x)
+        return real(self, x, latlon)
 
     monkeypatch.setattr(Runner, "_forward", oom_above_one)
     result = run(RunParams(aoi=DEMO, start=SEASON[0], end=SEASON[1], catalog=stac_api,
