@@ -90,8 +90,9 @@ def test_crop_map_of_the_demo_area_by_default(stac_api, monkeypatch):
     for entry in result.meta.legend:
         assert entry.name in legend and entry.color in legend
     assert "<i>uncertain</i>" in legend and map_colors(result.meta)[UNCERTAIN] in legend
-    assert "Uncertain*: none" in messages(at.caption)  # an uncalibrated checkpoint: threshold 0
-    assert at.slider(key="widget.min_confidence.tempcnn_worldcereal").value == 0.0
+    threshold = result.meta.calibration.min_confidence  # the calibrated default's threshold
+    assert f"Uncertain*: confidence below {threshold:.2f}" in messages(at.caption)
+    assert at.slider(key="widget.min_confidence.tempcnn_worldcereal").value == pytest.approx(threshold)
     html = fake.maps[-1].get_root().render()
     assert html.count("L.imageOverlay(") == 4
     assert html.index("L.control.layers(") > html.rindex("L.imageOverlay(")  # it refers to them by name
@@ -234,25 +235,26 @@ def test_the_min_confidence_slider_marks_uncertain_pixels_without_running_again(
     monkeypatch.setattr(pipeline, "run", lambda *a, **kw: calls.append(a))
     fake = FakeMap()
     at = page(CROP_MAP, monkeypatch, fake, **{"cropcore.run": demo_run})
-    assert legend_share(at, "uncertain") == 0.0
-    at.slider(key="widget.min_confidence.tempcnn_worldcereal").set_value(0.5).run()
-    assert not at.exception and calls == []
     confidence = demo_run.prediction["confidence"].values
     valid = demo_run.prediction["class"].values != NODATA
-    expected = 100 * (confidence[valid] < 0.5).mean()
+    default = demo_run.meta.calibration.min_confidence
+    assert legend_share(at, "uncertain") == pytest.approx(100 * (confidence[valid] < default).mean(), abs=0.06)
+    at.slider(key="widget.min_confidence.tempcnn_worldcereal").set_value(0.6).run()
+    assert not at.exception and calls == []
+    expected = 100 * (confidence[valid] < 0.6).mean()
     assert 1 < expected < 99 and legend_share(at, "uncertain") == pytest.approx(expected, abs=0.06)
-    assert "confidence below 0.50" in messages(at.caption)
-    assert at.session_state["cropcore.min_confidence"] == {"tempcnn_worldcereal": 0.5}
+    assert "confidence below 0.60" in messages(at.caption)
+    assert at.session_state["cropcore.min_confidence"] == {"tempcnn_worldcereal": 0.6}
     # the crop-map overlay has the uncertain colour where the classes had their own
     from cropcore.ui.cropmap import class_image
 
-    image, _ = class_image(demo_run.with_min_confidence(0.5))
+    image, _ = class_image(demo_run.with_min_confidence(0.6))
     colour = map_colors(demo_run.meta)[UNCERTAIN]
     assert (image[..., :3] == [int(colour[i:i + 2], 16) for i in (1, 3, 5)]).all(-1).any()
     # back on the page later: the slider keeps its value
     at = page(CROP_MAP, monkeypatch, fake, **{"cropcore.run": demo_run, "cropcore.min_confidence":
-                                             {"tempcnn_worldcereal": 0.5}})
-    assert at.slider(key="widget.min_confidence.tempcnn_worldcereal").value == 0.5
+                                             {"tempcnn_worldcereal": 0.6}})
+    assert at.slider(key="widget.min_confidence.tempcnn_worldcereal").value == 0.6
 
 
 def test_analysis_and_export_follow_the_min_confidence(demo_run, monkeypatch):
