@@ -136,15 +136,18 @@ def test_draw_search_map_analyse_and_download(dashboard, browser_page, tmp_path:
     page.locator(".cropcore-legend").get_by_text("uncertain").wait_for()
     page.wait_for_timeout(1000)
     page.screenshot(path=str(ARTIFACTS / "crop_map_e2e.png"), full_page=True)
-    # Raising the minimum confidence marks uncertain pixels at once (no new run); then the cropland layer.
+    # The default marks pixels below the checkpoint's threshold (0.50) uncertain; raising it to 0.60 marks more at
+    # once (no new run); then the cropland layer.
+    page.get_by_text(re.compile(r"Uncertain: confidence below 0\.50")).wait_for(timeout=30_000)
     slider = page.get_by_role("slider").nth(1)  # opacity first, then the minimum confidence
     slider.focus()
-    for _ in range(50):
+    for _ in range(10):
         page.keyboard.press("ArrowRight")
-    page.get_by_text(re.compile(r"Uncertain: confidence below 0\.50")).wait_for(timeout=30_000)
+    page.get_by_text(re.compile(r"Uncertain: confidence below 0\.60")).wait_for(timeout=30_000)
+    page.wait_for_load_state("networkidle")
     page.wait_for_timeout(1500)
     page.screenshot(path=str(ARTIFACTS / "crop_map_uncertain_e2e.png"), full_page=True)
-    frame = page.frame_locator(MAP)
+    frame = page.frame_locator(MAP).last  # the map as re-drawn for the new threshold
     frame.locator(".leaflet-control-layers-overlays").get_by_text("Cropland").click()
     assert frame.locator("img.leaflet-image-layer").count() == 3
     page.wait_for_timeout(500)
