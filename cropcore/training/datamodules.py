@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+import xarray as xr
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from cropcore.cube.indices import INDICES
+from cropcore.cube.indices import add_indices
 from cropcore.data.belgium import read_belgium_2021
 from cropcore.data.composed import ComposedPatches
 from cropcore.data.dl4sits import read_dl4sits
@@ -40,17 +41,16 @@ def read_points(kind: str, path: str | Path) -> PointSeries:
     return readers[kind](path).labelled()
 
 
+def inverse_frequency(counts: np.ndarray) -> list[float]:
+    """Class weights ``total / (K * count)``, clipped to [0.2, 5] (absent classes count as 1)."""
+    counts = np.asarray(counts, float)
+    return np.clip(counts.sum() / (len(counts) * np.maximum(counts, 1)), 0.2, 5.0).tolist()
+
+
 def with_indices(series: PointSeries, names: list[str]) -> PointSeries:
     """Append spectral indices (:data:`~cropcore.cube.indices.INDICES`) as extra input channels."""
-    unknown = [n for n in names if n not in INDICES]
-    if unknown:
-        raise ConfigError(f"unknown indices {unknown}: choose from {', '.join(INDICES)}")
-    extra = []
-    for name in names:
-        a, b = (series.x[..., series.bands.index(band)] for band in INDICES[name])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            extra.append(np.where(a + b != 0, (a - b) / (a + b), np.nan).astype(np.float32))
-    x = np.concatenate([series.x, np.stack(extra, axis=-1)], axis=-1)
+    cube = xr.DataArray(series.x, dims=("sample", "time", "band"), coords={"band": list(series.bands)})
+    x = add_indices(cube, names).values.astype(np.float32)
     return replace(series, x=x, bands=(*series.bands, *names))
 
 
@@ -119,9 +119,7 @@ class PointDataModule(pl.LightningDataModule):
 
     def class_weights(self, num_classes: int) -> list[float]:
         """Inverse-frequency weights of the train split (clipped to [0.2, 5])."""
-        counts = np.bincount(self.train.y, minlength=num_classes).astype(float)
-        weights = len(self.train.y) / (num_classes * np.maximum(counts, 1))
-        return np.clip(weights, 0.2, 5.0).tolist()
+        return inverse_frequency(np.bincount(self.train.y, minlength=num_classes))
 
 
 class ComposedDataModule(PointDataModule):
@@ -162,8 +160,7 @@ class ComposedDataModule(PointDataModule):
         for i in range(len(self.train_patches)):
             parcel, rows = self.train_patches.layout(i)
             counts += np.bincount(self.train.y[rows][parcel].ravel(), minlength=num_classes)
-        weights = counts.sum() / (num_classes * np.maximum(counts, 1))
-        return np.clip(weights, 0.2, 5.0).tolist()
+        return inverse_frequency(counts)
 
 
 class PastisDataModule(pl.LightningDataModule):
@@ -203,8 +200,7 @@ class PastisDataModule(pl.LightningDataModule):
         for i in range(len(self.train_set)):
             y = self.train_set.labels(i).ravel()
             counts += np.bincount(y[(y != self.hparams.void_label) & (y < num_classes)], minlength=num_classes)
-        weights = counts.sum() / (num_classes * np.maximum(counts, 1))
-        return np.clip(weights, 0.2, 5.0).tolist()
+        return inverse_frequency(counts)
 
 
 def datamodule(config: TrainConfig) -> PointDataModule | PastisDataModule:

@@ -9,11 +9,14 @@ linear warm-up and cosine decay (:func:`lr_lambda`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import Tensor
 
 from cropcore.inference.devices import cpu_has_native_bf16
@@ -67,6 +70,8 @@ class CropModule(pl.LightningModule):
         self.register_buffer("norm_mean", torch.tensor(norm[0]) if norm else None)
         self.register_buffer("norm_std", torch.tensor(norm[1]) if norm else None)
         self.location = uses_location(model)
+        if norm and hasattr(self.net, "set_input_norm"):  # models that undo the z-scoring inside (Presto)
+            self.net.set_input_norm(*norm)
         self.val_metrics = metric_collection(num_classes).clone(prefix="val_")
 
     def forward(self, x: Tensor, mask: Tensor, latlon: Tensor | None = None) -> Tensor:
@@ -119,3 +124,18 @@ class CropModule(pl.LightningModule):
         warmup = max(1, int(hp.warmup_frac * total))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, warmup=warmup, total=total))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def fit_best(module: CropModule, datamodule: pl.LightningDataModule, directory: str | Path, *, max_epochs: int,
+             accelerator: str = "auto", devices: str | int = "auto", callbacks: Sequence[pl.Callback] = (),
+             resume: str | None = None, **trainer_kwargs: Any) -> tuple[CropModule, pl.Trainer]:
+    """Train deterministically (precision from :func:`precision_for`) and return the epoch with the best validation
+    macro-F1 (the module as trained when no epoch was kept, e.g. ``fast_dev_run``) with its trainer."""
+    best = ModelCheckpoint(dirpath=directory, monitor="val_macro_f1", mode="max", save_last=True)
+    trainer = pl.Trainer(accelerator=accelerator, devices=devices, precision=precision_for(accelerator),
+                         max_epochs=max_epochs, callbacks=[best, *callbacks], default_root_dir=directory,
+                         deterministic=True, enable_progress_bar=False, logger=False, **trainer_kwargs)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    if best.best_model_path and trainer.is_global_zero:
+        module = CropModule.load_from_checkpoint(best.best_model_path, map_location="cpu", weights_only=False)
+    return module, trainer

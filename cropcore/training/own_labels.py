@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 from plotly.colors import qualitative, sample_colorscale, unlabel_rgb
-from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
 from torch import nn
 from torch.utils.data import DataLoader
@@ -40,7 +39,8 @@ from cropcore.models.checkpoint import list_checkpoints
 from cropcore.pipeline import DEFAULT_MODEL
 from cropcore.progress import Progress, silent, span
 from cropcore.settings import home
-from cropcore.training.module import CropModule, precision_for
+from cropcore.training.datamodules import inverse_frequency
+from cropcore.training.module import CropModule, fit_best
 from cropcore.training.scoring import score_points
 from cropcore.training.series import predict_series
 
@@ -120,8 +120,7 @@ class LabelDataModule(pl.LightningDataModule):
 
     def class_weights(self, num_classes: int) -> list[float]:
         """Inverse-frequency weights of the training pixels (clipped to [0.2, 5])."""
-        counts = np.bincount(self.train.y, minlength=num_classes).astype(float)
-        return np.clip(len(self.train.y) / (num_classes * np.maximum(counts, 1)), 0.2, 5.0).tolist()
+        return inverse_frequency(np.bincount(self.train.y, minlength=num_classes))
 
     def sizes(self) -> dict[str, dict[str, int]]:
         """Parcels and pixels per split."""
@@ -170,17 +169,12 @@ def fine_tune(base: tuple[nn.Module, ModelMeta], dm: LabelDataModule, num_classe
                         norm=(dm.mean, dm.std))
     net.reset_head(num_classes)
     module.net.load_state_dict(net.state_dict())
-    if hasattr(module.net, "set_input_norm"):  # models that undo the z-scoring inside (Presto)
+    if hasattr(module.net, "set_input_norm"):  # the base's weights brought its input statistics: use this split's
         module.net.set_input_norm(dm.mean, dm.std)
     with tempfile.TemporaryDirectory(prefix="cropcore-train-") as tmp, _quiet():
-        best = ModelCheckpoint(dirpath=tmp, monitor="val_macro_f1", mode="max")
-        trainer = pl.Trainer(accelerator="auto", devices=1, precision=precision_for("auto"), max_epochs=epochs,
-                             callbacks=[best, _EpochProgress(progress or silent, epochs)], default_root_dir=tmp,
-                             deterministic=True, enable_progress_bar=False, enable_model_summary=False, logger=False,
+        module, _ = fit_best(module, dm, tmp, max_epochs=epochs, devices=1,
+                             callbacks=[_EpochProgress(progress or silent, epochs)], enable_model_summary=False,
                              log_every_n_steps=1)
-        trainer.fit(module, datamodule=dm)
-        if best.best_model_path:
-            module = CropModule.load_from_checkpoint(best.best_model_path, map_location="cpu", weights_only=False)
     return module.cpu().eval()
 
 

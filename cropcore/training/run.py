@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset
 
 from cropcore.data.pastis import PASTIS_CLASSES, collate_patches
@@ -26,7 +25,7 @@ from cropcore.training.config import TrainConfig
 from cropcore.training.datamodules import ComposedDataModule, PastisDataModule, datamodule
 from cropcore.training.metadata import checkpoint_meta, pastis_meta
 from cropcore.training.metrics import classification_report
-from cropcore.training.module import CropModule, precision_for
+from cropcore.training.module import CropModule, fit_best
 from cropcore.training.scoring import TARGET_PRECISION, score_points
 
 
@@ -51,26 +50,16 @@ def run(config: TrainConfig, *, resume: str | None = None, devices: str | int = 
     module = CropModule(config.model, config.model_kwargs, batch_size=dm.hparams.batch_size,
                         class_weights=weights, augment=aug, mixup_alpha=aug.pop("mixup_alpha", 0.0), norm=norm,
                         **optim)
-    if hasattr(module.net, "set_input_norm") and hasattr(dm, "mean"):
-        module.net.set_input_norm(dm.mean, dm.std)
     if config.init:
         if not hasattr(module.net, "load_pretrained"):
             raise ConfigError(f"{config.model} cannot start from pretrained weights (init: {config.init})")
         module.net.load_pretrained(models_dir(config.init) / config.init)
     run_dir = home() / "runs" / config.name
-    ckpt = ModelCheckpoint(dirpath=run_dir, monitor="val_macro_f1", mode="max", save_last=True)
-    accelerator = config.trainer.get("accelerator", "auto")
-    trainer = pl.Trainer(
-        accelerator=accelerator, devices=devices, precision=precision_for(accelerator),
-        max_epochs=config.trainer.get("max_epochs", 50), callbacks=[ckpt], default_root_dir=run_dir,
-        deterministic=True, enable_progress_bar=False, logger=False, fast_dev_run=fast_dev_run,
-        log_every_n_steps=10,
-    )
-    trainer.fit(module, datamodule=dm, ckpt_path=resume)
+    module, trainer = fit_best(module, dm, run_dir, max_epochs=config.trainer.get("max_epochs", 50),
+                               accelerator=config.trainer.get("accelerator", "auto"), devices=devices, resume=resume,
+                               fast_dev_run=fast_dev_run, log_every_n_steps=10)
     if fast_dev_run or not trainer.is_global_zero:
         return {}
-    if ckpt.best_model_path:
-        module = CropModule.load_from_checkpoint(ckpt.best_model_path, weights_only=False)
     train_seconds = time.perf_counter() - start
     net = module.net.eval()
     if isinstance(dm, PastisDataModule):

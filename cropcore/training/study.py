@@ -133,20 +133,19 @@ def run_study(study: Study, *, report: Callable[[str], None] = print,
         key = _key(config)
         path = cache / f"{key}.json"
         config = replace(config, name=f"{study.name}_{key}")  # each run its own Lightning folder
-        if path.is_file():  # labels come from the study as it is now, results from the finished run
-            record = {**json.loads(path.read_text()), "model": label, "split": split,
-                      "variant": label not in study.models}
+        if path.is_file():
+            record = json.loads(path.read_text())
             report(f"[{i}/{len(runs)}] {label}, {split}: reused")
         else:
             report(f"[{i}/{len(runs)}] {label}, {split}: training ...")
             results = runner(config)
-            record = {"model": label, "split": split, "config": config.name, "results": results,
-                      "variant": label not in study.models}
+            record = {"config": config.name, "results": results}
             tmp = path.with_suffix(".part")
             tmp.write_text(json.dumps(record, default=float))
             tmp.replace(path)
             net, rf = results["network"], results["random_forest"]
             report(f"    network macro-F1 {net['macro_f1']:.3f}  RF {rf['macro_f1']:.3f}  "
                    f"({results['train_seconds']} s)")
-        records.append(record)
+        # labels come from the study as it is now, results from the run (finished now or before)
+        records.append({**record, "model": label, "split": split, "variant": label not in study.models})
     return records
