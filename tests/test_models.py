@@ -9,6 +9,7 @@ import torch
 
 from cropcore.errors import CheckpointError, ShapeError
 from cropcore.models import ModelMeta, build_model, list_models, load_checkpoint, predict_cube, save_checkpoint
+from cropcore.models.conv import Conv3d, onednn_applies
 
 SMALL = {"in_channels": 4, "num_classes": 3, "widths": (4, 8, 8, 16)}
 
@@ -34,6 +35,26 @@ def test_agrunet_padding_mask_gives_the_unpadded_result():
     mask = torch.tensor([[True] * 7 + [False] * 5])
     torch.testing.assert_close(model(padded, mask), model(x), atol=1e-4, rtol=1e-4)
     assert not torch.allclose(model(padded), model(x), atol=1e-4)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_onednn_conv3d_matches_the_default_convolution_with_gradients(batch):
+    torch.manual_seed(0)
+    ref = torch.nn.Conv3d(5, 7, 3, padding=1)
+    conv = Conv3d(5, 7, 3, padding=1)
+    conv.load_state_dict(ref.state_dict())
+    x = torch.randn(batch, 5, 4, 9, 11, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    assert onednn_applies(x, conv.weight) == torch.backends.mkldnn.is_available()
+    torch.testing.assert_close(conv(x), ref(x2), atol=1e-5, rtol=1e-5)
+    conv(x).square().sum().backward()
+    ref(x2).square().sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(conv.weight.grad, ref.weight.grad, atol=1e-3, rtol=1e-4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast keeps PyTorch's own path
+        assert not onednn_applies(x, conv.weight)
+        assert conv(x).dtype == torch.bfloat16
+    assert all(type(m) is not torch.nn.Conv3d for m in build_model("agrunet", **SMALL).modules())
 
 
 def test_deep_supervision_outputs_in_training_and_off_at_inference():

@@ -29,21 +29,23 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cropcore.errors import ShapeError
+from cropcore.models.conv import Conv3d
 
 
 class Block3d(nn.Module):
-    """Two (3x3x3 conv, BatchNorm, ReLU) layers; padded dates are zeroed before and after each layer."""
+    """Two (3x3x3 conv, BatchNorm, ReLU) layers; padded dates are zeroed before and after each layer (no
+    ``mask``: every date is real)."""
 
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            nn.Sequential(nn.Conv3d(c, cout, 3, padding=1, bias=False), nn.BatchNorm3d(cout), nn.ReLU(inplace=True))
+            nn.Sequential(Conv3d(c, cout, 3, padding=1, bias=False), nn.BatchNorm3d(cout), nn.ReLU(inplace=True))
             for c in (cin, cout)
         )
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         for layer in self.layers:
-            x = _apply_mask(layer(_apply_mask(x, mask)), mask)
+            x = layer(x) if mask is None else _apply_mask(layer(_apply_mask(x, mask)), mask)
         return x
 
 
@@ -155,12 +157,13 @@ class AgrUNet(nn.Module):
         if return_aux is None:
             return_aux = self.deep_supervision and self.training
         size = x.shape[-2:]
+        masking = not bool(mask.all())  # without padded dates (the usual case) the blocks skip the masking
         h = x.permute(0, 2, 1, 3, 4)  # (B, C, T, H, W)
         if h.device.type == "cpu":
             h = h.contiguous(memory_format=torch.channels_last_3d)
         skips = []
         for block in self.encoder:
-            h = block(h, mask)
+            h = block(h, mask if masking else None)
             skips.append(masked_temporal_mean(h, mask))
             h = F.max_pool3d(h, 2, 2, ceil_mode=True)
             mask = _pool_mask(mask)
@@ -169,7 +172,7 @@ class AgrUNet(nn.Module):
         for i, (up, block, skip) in enumerate(zip(self.up, self.decoder, reversed(skips), strict=True)):
             h = up(h)
             h = torch.cat([h, skip[:, :, None].expand(-1, -1, h.shape[2], -1, -1)], dim=1)
-            h = block(h, mask)
+            h = block(h, mask if masking else None)
             if return_aux and i < len(self.aux_heads):
                 aux_logits = self.aux_heads[i](masked_temporal_mean(h, mask))
                 aux.append(F.interpolate(aux_logits, size=size, mode="bilinear", align_corners=False))
