@@ -44,7 +44,11 @@ def test_the_study_config_plans_every_split_and_variant():
     study = load_study("configs/study_generalisation.yaml")
     runs = plan(study)
     n_holdout = len(study.holdouts) * len(study.holdout_seeds)
-    assert len(runs) == (len(study.seeds) + n_holdout) * len(study.models) + n_holdout * len(study.variants or {})
+    entries = [e if isinstance(e, dict) else {} for e in study.models.values()]
+    n_regions = len(study.holdouts)
+    per_model = [len(e.get("seeds", study.seeds)) + n_regions * len(e.get("holdout_seeds", study.holdout_seeds))
+                 for e in entries]
+    assert len(runs) == sum(per_model) + n_holdout * len(study.variants or {})
     assert all(config.output is None for _, _, config in runs)  # a study never overwrites a shipped checkpoint
     shifted = [c for label, _, c in runs if "season shift" in label]
     assert shifted and all(c.augment["shift"] == 1 and c.data["holdout"] for c in shifted)
@@ -57,6 +61,12 @@ def test_the_study_config_plans_every_split_and_variant():
     assert [split for _, split, _ in plan(one_seed)] == [
         "sample seed 0", "sample seed 1", "sample seed 2", "holdout France seed 0", "holdout Africa seed 0",
         "holdout Belgium seed 0"]
+    fewer = replace(one_seed, models={"slow": {"config": "configs/tempcnn_worldcereal.yaml", "seeds": [1],
+                                               "holdout_seeds": [2]}})
+    assert [split for _, split, _ in plan(fewer)] == [
+        "sample seed 1", "holdout France seed 2", "holdout Africa seed 2", "holdout Belgium seed 2"]
+    with pytest.raises(ConfigError, match="a model entry"):
+        plan(replace(one_seed, models={"slow": {"config": "configs/tempcnn_worldcereal.yaml", "epochs": 3}}))
 
 
 @pytest.mark.slow

@@ -30,7 +30,7 @@ class Study:
     overrides, run leave-one-region-out only)."""
 
     name: str
-    models: dict[str, str | dict[str, Any]]  # label -> config path, or {config: path, holdout_seeds: [...]}
+    models: dict[str, str | dict[str, Any]]  # label -> config path, or {config, seeds, holdout_seeds}
     seeds: tuple[int, ...]
     holdouts: tuple[str, ...]
     holdout_seeds: tuple[int, ...] = (0,)
@@ -76,13 +76,13 @@ def plan(study: Study) -> list[tuple[str, str, TrainConfig]]:
     """Every run of the study as (model label, split label, config); variants' labels start with the base's."""
     runs = []
     for label, entry in study.models.items():
-        path, holdout_seeds = _entry(entry, study.holdout_seeds)
+        path, seeds, holdout_seeds = _entry(entry, study.seeds, study.holdout_seeds)
         config = load_config(PROJECT_ROOT / path)
-        runs += [(label, f"sample seed {s}", split_config(config, seed=s, epochs=study.epochs)) for s in study.seeds]
+        runs += [(label, f"sample seed {s}", split_config(config, seed=s, epochs=study.epochs)) for s in seeds]
         runs += [(label, f"holdout {r} seed {s}", split_config(config, seed=s, holdout=r, epochs=study.epochs))
                  for r in study.holdouts for s in holdout_seeds]
     if study.variants and study.variant_base:
-        base = load_config(PROJECT_ROOT / _entry(study.models[study.variant_base], ())[0])
+        base = load_config(PROJECT_ROOT / _entry(study.models[study.variant_base], (), ())[0])
         for label, over in study.variants.items():
             runs += [(f"{study.variant_base} {label}", f"holdout {r} seed {s}",
                       split_config(base, seed=s, holdout=r, overrides=over, epochs=study.epochs))
@@ -90,11 +90,16 @@ def plan(study: Study) -> list[tuple[str, str, TrainConfig]]:
     return runs
 
 
-def _entry(entry: str | dict[str, Any], holdout_seeds: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
-    """A model's config path and its leave-one-region-out seeds (the study's unless the entry says)."""
+def _entry(entry: str | dict[str, Any], seeds: tuple[int, ...],
+           holdout_seeds: tuple[int, ...]) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
+    """A model's config path, its split-by-sample seeds and its leave-one-region-out seeds (the study's unless
+    the entry says)."""
     if isinstance(entry, str):
-        return entry, holdout_seeds
-    return entry["config"], tuple(entry.get("holdout_seeds", holdout_seeds))
+        return entry, seeds, holdout_seeds
+    unknown = sorted(set(entry) - {"config", "seeds", "holdout_seeds"})
+    if unknown or "config" not in entry:
+        raise ConfigError(f"a model entry is a config path or {{config, seeds, holdout_seeds}}; got {entry}")
+    return entry["config"], tuple(entry.get("seeds", seeds)), tuple(entry.get("holdout_seeds", holdout_seeds))
 
 
 def only(study: Study, labels: list[str]) -> Study:
