@@ -1,6 +1,7 @@
 """Parameters, FLOPs and CPU throughput of AgrUNet on 128 x 128 x 10-band patches, against the matmul ceiling.
 
-Usage: ``python benchmarks/bench_model.py [--repeats 5] [--widths 16 32 64 128] [--batches 1 4] [--out FILE.json]``.
+Usage: ``python benchmarks/bench_model.py [--repeats 5] [--widths 16 32 64 128] [--batches 1 4]
+[--energy-seconds 3] [--out FILE.json]``.
 
 For T = 12 and 40 and each batch size, in one run:
 
@@ -12,8 +13,12 @@ For T = 12 and 40 and each batch size, in one run:
 
 FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (2 x multiply-accumulates, convolutions and
 matmuls only); throughput is the fastest of ``--repeats`` timed forward passes after a warm-up (the median is
-kept too), in ``torch.inference_mode``. The ceilings are the fastest of 7 2048^3 matmuls in this run. The
-1-minute load average before and after is recorded: on a shared machine it says how much to trust the numbers.
+kept too), in ``torch.inference_mode``. Energy per row (the AgrUNet paper's average power W and J per patch)
+comes from :class:`cropcore.energy.EnergyMeter` around a separate loop of forward passes lasting at least
+``--energy-seconds`` (codecarbon's CPU-load estimate samples once a second; hardware counters need less), with
+the method it used (``docs/ENERGY.md``); ``--energy-seconds 0`` skips it. The ceilings are the fastest of 7
+2048^3 matmuls in this run. The 1-minute load average before and after is recorded: on a shared machine it says
+how much to trust the numbers.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from cropcore.energy import EnergyMeter, format_energy
 from cropcore.inference.devices import cpu_has_native_bf16
 from cropcore.models import build_model
 from cropcore.models.conv import Conv3d
@@ -69,11 +75,30 @@ def measure(model: torch.nn.Module, x: torch.Tensor, bf16: bool, repeats: int) -
     return min(times), statistics.median(times)
 
 
+def energy(model: torch.nn.Module, x: torch.Tensor, bf16: bool, seconds: float) -> dict:
+    """Average power, J per patch and method of forward passes repeated for at least ``seconds``."""
+    passes = 0
+    with (torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16),
+          EnergyMeter("forward") as meter):
+        end = time.perf_counter() + seconds
+        while passes == 0 or time.perf_counter() < end:
+            model(x)
+            passes += 1
+    record = meter.record.per(images=passes * x.shape[0], image_kind="patch")
+    print(f"  {format_energy(record)}", flush=True)
+    if not record.measured:
+        return {"energy": record.manifest()}
+    return {"watts": round(record.watts, 2), "j_per_patch": round(record.joules_per_image or 0.0, 4),
+            "energy": record.manifest()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64, 128])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--energy-seconds", type=float, default=3.0,
+                        help="length of each row's energy loop (0: no energy)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/model_agrunet_cpu.json"))
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -112,6 +137,8 @@ def main() -> None:
                        "patches_per_s": round(rate, 3), "patches_per_s_median": round(batch / median, 3),
                        "gflop_per_s": round(gflop * rate, 1),
                        "share_of_ceiling": round(gflop * rate / ceilings["bf16" if bf16 else "fp32"], 3)}
+                if args.energy_seconds > 0:
+                    run |= energy(net, x, bf16, args.energy_seconds)
                 result["runs"].append(run)
                 print(json.dumps(run), flush=True)
     result["loadavg_1min_after"] = os.getloadavg()[0]

@@ -28,6 +28,7 @@ from cropcore.cube.dask_setup import compute
 from cropcore.cube.load import latest_processing, load_cube
 from cropcore.cube.preprocess import preprocess, time_axis
 from cropcore.dates import DateLike, normalize_daterange
+from cropcore.energy import EnergyMeter, EnergyRecord, not_measured
 from cropcore.errors import ConfigError, InvalidDateRangeError
 from cropcore.inference.calibrate import Decision, with_min_confidence
 from cropcore.inference.options import InferenceOptions, cube_chunks
@@ -76,6 +77,8 @@ class RunResult:
     meta: ModelMeta
     failures: list[AssetFailure]
     timings: dict[str, float] = field(default_factory=dict)
+    #: search -> infer after :func:`run`, and the write too after :func:`export_run` (per km² of the AOI)
+    energy: EnergyRecord = field(default_factory=lambda: not_measured("the run was not tracked"))
 
     @property
     def decision(self) -> Decision:
@@ -89,7 +92,8 @@ class RunResult:
                        timings=dict(self.timings))
 
     def manifest(self) -> dict[str, Any]:
-        """What produced this map: scenes, model and checksum, parameters, calibration, versions, time, failures."""
+        """What produced this map: scenes, model and checksum, parameters, calibration, versions, time, energy,
+        failures."""
         params = {k: v for k, v in asdict(self.params).items() if k not in ("aoi", "inference")}
         return {
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -102,6 +106,7 @@ class RunResult:
             "calibration": self.decision.manifest(),
             "unreadable_assets": [asdict(f) for f in self.failures],
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "energy": self.energy.manifest(),
             "versions": {p: version(p) for p in ("cropcore", "torch", "odc-stac", "rasterio", "pystac-client")},
         }
 
@@ -206,28 +211,37 @@ def run(
     report = progress or silent
     timings: dict[str, float] = {}
     net, meta = model or load_checkpoint(params.model)
-    season = load_season(params, meta, progress=span(report, 0.0, 0.3, ""), timings=timings)
-    refl = season.reflectance
+    with EnergyMeter("search", "load", "preprocess", "infer") as meter:
+        season = load_season(params, meta, progress=span(report, 0.0, 0.3, ""), timings=timings)
+        refl = season.reflectance
 
-    t0 = time.perf_counter()
-    sink = None
-    if workdir is not None:
-        sink = GeoTiffSink(workdir, crs=refl.rio.crs, transform=refl.rio.transform(), height=refl.sizes["y"],
-                           width=refl.sizes["x"])
-    prediction = predict_map(refl, net, meta=meta, options=params.inference, sink=sink,
-                             progress=span(report, 0.3, 1.0, "classifying: "))
-    timings["infer"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        sink = None
+        if workdir is not None:
+            sink = GeoTiffSink(workdir, crs=refl.rio.crs, transform=refl.rio.transform(), height=refl.sizes["y"],
+                               width=refl.sizes["x"])
+        prediction = predict_map(refl, net, meta=meta, options=params.inference, sink=sink,
+                                 progress=span(report, 0.3, 1.0, "classifying: "))
+        timings["infer"] = time.perf_counter() - t0
     release_memory()
     report(1.0, "done")
-    return RunResult(params, season.found, season.axis, refl, prediction, meta, season.failures, timings)
+    return RunResult(params, season.found, season.axis, refl, prediction, meta, season.failures, timings,
+                     meter.record.per(area_km2=params.aoi.area_km2, images=1, image_kind="map"))
 
 
 def export_run(result: RunResult, out: Path, *, name: str = "cropmap") -> dict[str, Path]:
-    """Write the product (:func:`~cropcore.products.product.write_product`) of a run into ``out``."""
+    """Write the product (:func:`~cropcore.products.product.write_product`) of a run into ``out``.
+
+    The manifest, written with the product, has the time and energy of the stages before the write (as its
+    ``timings_s``); afterwards ``result.energy`` and ``result.timings`` include the write.
+    """
     from cropcore.products.product import write_product
 
     t0 = time.perf_counter()
-    paths = write_product(result.prediction, result.meta, out, manifest=result.manifest(), aoi=result.params.aoi,
-                          name=name)
+    with EnergyMeter("write") as meter:
+        paths = write_product(result.prediction, result.meta, out, manifest=result.manifest(),
+                              aoi=result.params.aoi, name=name)
     result.timings["write"] = time.perf_counter() - t0
+    result.energy = result.energy.plus(meter.record).per(area_km2=result.params.aoi.area_km2, images=1,
+                                                          image_kind="map")
     return paths

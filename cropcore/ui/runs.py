@@ -13,6 +13,7 @@ import streamlit as st
 from torch import nn
 
 from cropcore import pipeline
+from cropcore.energy import format_energy
 from cropcore.errors import CropcoreError, InvalidAOIError
 from cropcore.models import ModelMeta, load_checkpoint
 from cropcore.models.checkpoint import list_checkpoints
@@ -114,8 +115,8 @@ def execute(params: RunParams) -> RunResult | None:
         return None
     result, seconds, status = done
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
-    status.update(label=f"Crop map ready in {seconds:.1f} s ({timings})", state="complete",
-                  expanded=False)
+    status.update(label=f"Crop map ready in {seconds:.1f} s ({timings}); {format_energy(result.energy)}",
+                  state="complete", expanded=False)
     store = _store()
     with _STORE_LOCK:  # sessions run in threads of one server and share the store
         store[params_key(params)] = result
