@@ -22,6 +22,11 @@ Usage: ``python benchmarks/bench_infer.py [--quick] [--out benchmarks/results/in
    compared with. At 1x the shipped default model (TempCNN) and the default AgrUNet run too; the area series
    uses a small AgrUNet (widths 8/16/32) so that 16x stays within minutes on a laptop-class CPU (AgrUNets
    have random weights: speed and memory only).
+6. Full Sentinel-2 tile (110 km x 110 km, 10980 x 10980 px at 10 m): extrapolated from the largest end-to-end
+   run (16x, 40 km x 40 km), not run: every stage but search is scaled by the ratio of pixels (linear in area:
+   tiles, chunks and the blocks written all grow with it, and memory is bounded by the strips, so the peak RSS is
+   taken as measured at 16x); the per-Mpx rates of the two largest runs are kept beside it, so a reader sees how
+   linear the series is. ``--full-tile-from results.json`` recomputes this row from saved results.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from bench_load import RssSampler, aoi_for, make_cogs
 DATES = ("2020-11-15", "2021-01-15", "2021-03-15", "2021-05-15", "2021-07-15", "2021-09-15")
 BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12")
 BASE_PX = 1000  # 10 km at 10 m
+TILE_PX = 10980  # a Sentinel-2 tile: 109.8 km at 10 m
 REPEATS = 3  # runs of the full models at 1x
 
 
@@ -200,7 +206,7 @@ def child(spec: dict) -> dict:
     blender = Blender(1, ny, nx, tile=options.tile, overlap=overlap, strip=options.strip, emit=lambda *a: None)
     runner = Runner(net, "cpu", "bf16", pixel=meta.is_pixel)
     rng = np.random.default_rng(0)
-    for batch in plan_batches(blender.tiles, options.batch_size):
+    for batch in plan_batches(blender.tiles, options.batch_size, blender.strip_start):
         runner.logits(rng.normal(size=(len(batch), 12, len(BANDS), batch[0].height, batch[0].width)).astype("float32"))
     return {"pixels": ny * nx, "tiles": len(blender.tiles), "seconds": t, "model_alone_s": runner.busy,
             "peak_rss_mb": peak, "e2e_over_model_alone": (t["total"] - t["search"]) / runner.busy}
@@ -237,14 +243,36 @@ def e2e_rows(scales: list[int]) -> list[dict]:
     return rows
 
 
+def full_tile_row(e2e: list[dict]) -> dict:
+    """The end-to-end row of a whole Sentinel-2 tile, extrapolated from the largest run of the area series."""
+    series = sorted((r for r in e2e if r["model"] == "agrunet-small"), key=lambda r: r["pixels"])
+    largest = series[-1]
+    factor = TILE_PX**2 / largest["pixels"]
+    seconds = {k: v * factor for k, v in largest["seconds"].items() if k not in ("search", "total")}
+    seconds = {"search": largest["seconds"]["search"], **seconds}
+    seconds["total"] = sum(seconds.values())
+    rates = {f"{r['scale']}x": (r["seconds"]["total"] - r["seconds"]["search"]) / (r["pixels"] / 1e6)
+             for r in series[-2:]}
+    return {"model": largest["model"], "scale": "full tile (extrapolated)", "side_px": TILE_PX,
+            "km2": (TILE_PX * 10 / 1000) ** 2, "pixels": TILE_PX**2, "seconds": seconds,
+            "model_alone_s": largest["model_alone_s"] * factor, "peak_rss_mb": largest["peak_rss_mb"],
+            "method": f"stages but search of the {largest['scale']}x run x {factor:.2f} (ratio of pixels); "
+                      f"peak RSS as measured at {largest['scale']}x", "s_per_mpx": rates}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, 1x and 4x only")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "infer_cpu.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--full-tile-from", type=Path, metavar="RESULTS",
+                        help="print the full-tile row extrapolated from saved results, run nothing")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
+        return
+    if args.full_tile_from:
+        print(json.dumps(full_tile_row(json.loads(args.full_tile_from.read_text())["e2e"]), indent=2))
         return
     started = datetime.now(UTC).isoformat(timespec="seconds")
     load_before = os.getloadavg()[0]
@@ -258,6 +286,8 @@ def main() -> None:
     result["options"] = option_rows(args.quick)
     result["workers"] = worker_rows()
     result["e2e"] = e2e_rows([1, 4] if args.quick else [1, 4, 16])
+    result["e2e_full_tile"] = full_tile_row(result["e2e"])
+    print(f"e2e full tile (extrapolated): {result['e2e_full_tile']['seconds']['total'] / 3600:.1f} h", flush=True)
     result["load_average"] = {"before": load_before, "after": os.getloadavg()[0]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))

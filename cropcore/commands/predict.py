@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--min-confidence", type=float, metavar="P",
                         help="0-1: pixels whose calibrated confidence is below P are mapped as uncertain "
                              "(default: the checkpoint's calibration; 0 for an uncalibrated checkpoint)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="dask scheduler (tcp://host:8786) whose workers run the map's strips (default: "
+                             "CROPCORE_DASK_SCHEDULER when it is an address, else this machine; docs/SCALING.md)")
     parser.set_defaults(func=run)
 
 
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--min-confidence must be between 0 and 1, got {args.min_confidence}") from None
     options = InferenceOptions(tile=args.tile, overlap=args.overlap, strip=args.strip, batch_size=args.batch_size,
                                devices=args.devices, amp=True if args.precision == "auto" else args.precision,
-                               min_confidence=args.min_confidence)
+                               min_confidence=args.min_confidence, scheduler=args.scheduler)
     params = RunParams(aoi=read_aoi(args), start=args.start, end=args.end, max_cloud=args.max_cloud,
                        catalog=args.catalog, collections=args.collections,
                        model=args.model or DEFAULT_MODEL, inference=options)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cropcore import settings
 from cropcore.errors import ConfigError
 
 #: Class value of pixels without any input data.
@@ -31,6 +32,9 @@ class InferenceOptions:
     (every CUDA device, else the CPU), ``"cpu"``, ``"cpu:N"`` or ``"cuda:0,cuda:1"``; ``amp``: see
     :data:`AmpSpec`. ``min_confidence`` (0-1): pixels whose calibrated confidence is below it are
     :data:`UNCERTAIN` (``None``: the checkpoint's calibration, 0 for an uncalibrated checkpoint).
+    ``scheduler``: the address of a dask.distributed scheduler (``tcp://host:8786``) whose workers run the
+    strips (:mod:`cropcore.inference.cluster`; ``None``: ``CROPCORE_DASK_SCHEDULER`` when it holds an address,
+    else this machine; see :meth:`cluster_address`).
     """
 
     tile: int = 64
@@ -40,6 +44,7 @@ class InferenceOptions:
     devices: str | Sequence[str] = "auto"
     amp: AmpSpec = True
     min_confidence: float | None = None
+    scheduler: str | None = None
 
     def __post_init__(self) -> None:
         if self.tile < 1 or not 0 <= self.overlap < self.tile:
@@ -50,6 +55,21 @@ class InferenceOptions:
             raise ConfigError(f"the strip width ({self.strip} px) must be at least the tile size ({self.tile} px)")
         if self.min_confidence is not None:
             check_min_confidence(self.min_confidence)
+        if self.scheduler is not None and not is_address(self.scheduler):
+            raise ConfigError(f"the scheduler must be an address such as tcp://host:8786, got {self.scheduler!r}")
+
+    def cluster_address(self) -> str | None:
+        """The scheduler whose workers run the strips: :attr:`scheduler`, else ``CROPCORE_DASK_SCHEDULER`` when it
+        is an address (not ``threads``, ``sync`` or ``local-cluster``); ``None``: this machine runs them."""
+        if self.scheduler is not None:
+            return self.scheduler
+        configured = settings.dask_scheduler()
+        return configured if is_address(configured) else None
+
+
+def is_address(value: str) -> bool:
+    """Whether ``value`` names a distributed scheduler (``tcp://``, ``tls://``, ``ucx://`` or ``inproc://``)."""
+    return value.startswith(("tcp://", "tls://", "ucx://", "inproc://"))
 
 
 def check_min_confidence(value: float) -> float:

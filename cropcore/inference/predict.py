@@ -6,13 +6,14 @@ runs), normalised with the model's statistics and run under autocast on one work
 (:mod:`cropcore.inference.devices`: in-process for a single device, worker processes otherwise); the logits of
 overlapping tiles are blended with smooth weights, calibrated and turned into map layers
 (:mod:`cropcore.inference.calibrate`: class, confidence, cropland, "uncertain"), and only those are kept, in
-memory or in a sink (:mod:`cropcore.inference.sinks`).
+memory or in a sink (:mod:`cropcore.inference.sinks`). Given a dask scheduler address, the strips run on that
+cluster's workers instead (:mod:`cropcore.inference.cluster`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -33,15 +34,28 @@ from cropcore.models.registry import uses_location
 from cropcore.progress import Progress, silent
 
 
-def plan_batches(tiles: list[Tile], batch_size: int) -> list[list[Tile]]:
-    """Consecutive tiles of equal size, at most ``batch_size`` per batch."""
+def plan_batches(tiles: list[Tile], batch_size: int, strip_of: Callable[[Tile], int] = lambda t: 0) -> list[list[Tile]]:
+    """Consecutive tiles of equal size in the same strip (``strip_of``: its first column), ``batch_size`` at most per
+    batch. A batch never spans two strips, so a cluster worker running one strip runs the same batches."""
     out: list[list[Tile]] = []
     for t in tiles:
-        if out and len(out[-1]) < batch_size and (out[-1][0].height, out[-1][0].width) == (t.height, t.width):
+        last = out[-1][0] if out else None
+        if (last is not None and len(out[-1]) < batch_size and (last.height, last.width) == (t.height, t.width)
+                and strip_of(last) == strip_of(t)):
             out[-1].append(t)
         else:
             out.append([t])
     return out
+
+
+def class_probabilities(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """Calibrated class probabilities of a block of blended logits (K, h, w).
+
+    torch's softmax can round a pixel differently depending on where it lies in the block, so blocks the cluster
+    path finishes have the shape and place of the blocks of a local run (:mod:`cropcore.inference.cluster`).
+    """
+    t = torch.from_numpy(logits)
+    return torch.softmax(t if temperature == 1 else t / temperature, dim=0).numpy()
 
 
 def predict_map(
@@ -70,7 +84,10 @@ def predict_map(
     Tiles are read in column strips ``options.strip`` pixels wide, top to bottom inside each strip; with a dask
     cube chunked by :func:`~cropcore.inference.options.cube_chunks`, input memory then stays about two chunk
     rows of one strip, whatever the AOI's size. Pixel classifiers (TempCNN) ignore ``overlap``: their output
-    does not depend on neighbours, so overlapping tiles would only repeat work.
+    does not depend on neighbours, so overlapping tiles would only repeat work. With a scheduler address
+    (:meth:`InferenceOptions.cluster_address`) the strips run as tasks on that dask cluster's workers
+    (:func:`cropcore.inference.cluster.run_on_cluster`), giving the same map; ``attrs["cluster"]`` then says what
+    was sent to them.
     """
     opts = options or InferenceOptions()
     bands = list(meta.bands)
@@ -81,31 +98,50 @@ def predict_map(
             raise ConfigError(f"the cube lacks bands {missing} that the model needs (it has {have})")
         cube = cube.sel(band=bands)
     _, _, height, width = cube.shape
-    classes = meta.num_classes
+    keep = probabilities
+    if sink is None:
+        sink = ArraySink(height, width, meta.num_classes, probabilities=keep)
+    elif keep:
+        raise ConfigError("probabilities=True keeps every class in memory: it cannot be combined with a sink")
+    address = opts.cluster_address()
+    attrs: dict = {"class_names": meta.class_names}
+    if address is None:
+        attrs["timings"] = _run_local(cube, model, meta, opts, sink, keep, progress or silent)
+    else:  # imported here: local runs need no dask.distributed
+        from cropcore.inference.cluster import run_on_cluster
+
+        attrs["timings"], attrs["cluster"] = run_on_cluster(address, cube, model, meta=meta, options=opts, sink=sink,
+                                                            keep=keep, progress=progress or silent)
+    out = sink.dataset({"y": cube["y"], "x": cube["x"]})
+    if "spatial_ref" in cube.coords:
+        out = out.assign_coords(spatial_ref=cube["spatial_ref"])
+    out.attrs.update(attrs)
+    return out
+
+
+def _run_local(
+    cube: xr.DataArray, model: nn.Module, meta: ModelMeta, opts: InferenceOptions, sink: MapSink, keep: bool,
+    report: Progress,
+) -> dict[str, float]:
+    """Run every tile on this machine's devices into ``sink``; return the timings in seconds: total, and for one
+    device the model and the wait for input."""
+    _, _, height, width = cube.shape
     device_list = resolve_devices(opts.devices)
     overlap = 0 if meta.is_pixel else opts.overlap
-    if sink is None:
-        sink = ArraySink(height, width, classes, probabilities=probabilities)
-    elif probabilities:
-        raise ConfigError("probabilities=True keeps every class in memory: it cannot be combined with a sink")
-
     decision = Decision.for_model(meta, opts.min_confidence)
     located = uses_location(meta.architecture)
     locator = Locator(cube) if located else None
     window_reader = WindowReader(cube, halo=overlap, norm=NormStats.from_meta(meta))
 
     def emit(row0: int, col0: int, block: np.ndarray) -> None:  # blended logits of a finished block
-        logits = torch.from_numpy(block)
-        p = torch.softmax(logits if decision.temperature == 1 else logits / decision.temperature, dim=0).numpy()
         valid = window_reader.valid[row0:row0 + block.shape[1], col0:col0 + block.shape[2]]
-        sink.write(row0, col0, decision.decide(p, valid, keep=probabilities))
+        sink.write(row0, col0, decision.decide(class_probabilities(block, decision.temperature), valid, keep=keep))
 
     def latlon(batch: list[Tile]) -> np.ndarray | None:
         return None if locator is None else locator.batch(batch)
 
-    blender = Blender(classes, height, width, tile=opts.tile, overlap=overlap, strip=opts.strip, emit=emit)
-    batches = plan_batches(blender.tiles, opts.batch_size)
-    report = progress or silent
+    blender = Blender(meta.num_classes, height, width, tile=opts.tile, overlap=overlap, strip=opts.strip, emit=emit)
+    batches = plan_batches(blender.tiles, opts.batch_size, blender.strip_start)
     report(0.0, f"{len(blender.tiles)} tiles on {', '.join(device_list)}")
     # a single CPU worker reads between model calls: reading (dask threads) and the model (torch threads) running
     # at once on the same cores slowed the model down by as much as the overlap saved (benchmarks/README.md)
@@ -129,12 +165,7 @@ def predict_map(
         _run_pool(pool, batches, ((data, latlon(b)) for data, b in zip(reader, batches, strict=True)), blender,
                   report)
     timings["total"] = time.perf_counter() - t_start
-    out = sink.dataset({"y": cube["y"], "x": cube["x"]})
-    if "spatial_ref" in cube.coords:
-        out = out.assign_coords(spatial_ref=cube["spatial_ref"])
-    out.attrs["class_names"] = meta.class_names
-    out.attrs["timings"] = timings  # seconds: total, and for one device the model and the wait for input
-    return out
+    return timings
 
 
 def _run_pool(
