@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import tempfile
 import threading
 import warnings
@@ -25,9 +24,8 @@ from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
 from typing import Any
 
-#: Country whose electricity mix gives the CO2e when ``CROPCORE_ENERGY_COUNTRY`` is unset (the sample data's).
-DEFAULT_COUNTRY = "BEL"
-_OFF = {"0", "off", "false", "no"}
+from cropcore import settings
+
 _JOULES_PER_KWH = 3.6e6
 _CPU_METHODS = {
     "intel_rapl": "measured: RAPL energy counters (whole CPU package)",
@@ -35,16 +33,6 @@ _CPU_METHODS = {
     "cpu_load": "estimated: TDP x CPU load of this process (no power counters)",
     "constant": "estimated: constant share of the TDP (no power counters)",
 }
-
-
-def enabled() -> bool:
-    """Whether energy is tracked (``CROPCORE_ENERGY``: anything but 0/off/false/no)."""
-    return os.environ.get("CROPCORE_ENERGY", "on").strip().lower() not in _OFF
-
-
-def country() -> str:
-    """ISO 3166-1 alpha-3 code of the grid the machine draws from (``CROPCORE_ENERGY_COUNTRY``)."""
-    return os.environ.get("CROPCORE_ENERGY_COUNTRY", DEFAULT_COUNTRY).strip().upper() or DEFAULT_COUNTRY
 
 
 @dataclass(frozen=True)
@@ -242,7 +230,7 @@ class EnergyMeter:
         self._messages: list[str] = []
 
     def __enter__(self) -> EnergyMeter:
-        if not enabled():
+        if not settings.energy_enabled():
             self.record = not_measured("switched off (CROPCORE_ENERGY=off)", self.stages)
             return self
         try:
@@ -265,7 +253,7 @@ class EnergyMeter:
 
     def _begin(self) -> None:
         tracker_cls, self._capture = _codecarbon()
-        code = country()
+        code = settings.energy_country()
         self._capture.open(self._messages)
         self._tracker = tracker_cls(
             country_iso_code=code, tracking_mode="process", save_to_file=False, save_to_api=False,

@@ -9,6 +9,8 @@
 ``CROPCORE_MAX_AOI_KM2``     largest AOI accepted by search (default 2500 km²)
 ``CROPCORE_DEVICES``         inference devices when ``"auto"`` is asked for (default ``auto``)
 ``CROPCORE_DASK_SCHEDULER``  ``threads`` (default), ``sync``, ``local-cluster`` or a scheduler address
+``CROPCORE_ENERGY``          ``off`` (or 0/false/no) switches energy tracking off (default on)
+``CROPCORE_ENERGY_COUNTRY``  ISO 3166-1 alpha-3 code of the grid whose carbon intensity gives the CO2e (default BEL)
 ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``  Copernicus Data Space S3 keys, to read its ``s3://eodata`` assets
 ``AWS_S3_ENDPOINT``          their S3 endpoint (default ``eodata.dataspace.copernicus.eu``), as GDAL reads it
 """
@@ -100,10 +102,22 @@ CDSE_S3_ENDPOINT = "eodata.dataspace.copernicus.eu"
 CDSE_S3_KEYS_URL = "https://eodata-s3keysmanager.dataspace.copernicus.eu"
 
 
+def energy_enabled() -> bool:
+    """Whether runs track their energy (``CROPCORE_ENERGY``: anything but 0/off/false/no)."""
+    return os.environ.get("CROPCORE_ENERGY", "on").strip().lower() not in {"0", "off", "false", "no"}
+
+
+def energy_country() -> str:
+    """ISO 3166-1 alpha-3 code of the grid the machine draws from; default BEL, the sample data's country."""
+    return os.environ.get("CROPCORE_ENERGY_COUNTRY", "").strip().upper() or "BEL"
+
+
 def cdse_s3_options() -> dict[str, str]:
     """GDAL options reading Copernicus Data Space's ``s3://eodata`` with the user's S3 keys.
 
-    The keys come from ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY``, the endpoint from
+    The keys come from ``CROPCORE_ENERGY``          ``off`` (or 0/false/no) switches energy tracking off (default on)
+``CROPCORE_ENERGY_COUNTRY``  ISO 3166-1 alpha-3 code of the grid whose carbon intensity gives the CO2e (default BEL)
+``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY``, the endpoint from
     ``AWS_S3_ENDPOINT`` (default ``eodata.dataspace.copernicus.eu``), the variables GDAL and rasterio read.
     Raises :class:`ConfigError` naming the missing variables and where to create keys.
     """

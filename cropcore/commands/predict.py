@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cropcore.commands.search import add_aoi_arguments, read_aoi
+from cropcore.energy import format_energy
 from cropcore.errors import ConfigError
 from cropcore.inference.options import InferenceOptions, check_min_confidence
 
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     for kind, path in paths.items():
         print(f"{kind:>10}: {path}")
     print("   timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items()))
+    print(f"    {format_energy(result.energy)}")
     return 0
 
 
