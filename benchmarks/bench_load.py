@@ -1,6 +1,6 @@
 """Time and peak memory of load + composite for AOIs of growing area.
 
-Usage: ``python benchmarks/bench_load.py [--base 512] [--scales 1 4 16] [--chunk 512]
+Usage: ``python benchmarks/bench_load.py [--base 512] [--scales 1 4 16] [--chunk 512] [--chunk-only]
 [--out benchmarks/results/load_cpu.json]``.
 
 Generates, in a temporary folder, 4 dates x 4 bands (B02, B03, B04, B08) of seeded synthetic uint16
@@ -11,6 +11,13 @@ on disk with ``dask.array.store``, while a thread samples the process RSS every 
 reported as the absolute RSS peak and as the rise above the RSS just before computing. GDAL's block cache
 is a process-wide cache sized by ``GDAL_CACHEMAX`` (default 5 % of RAM); it is set to ``--gdal-cache`` MB
 so that memory stays bounded by the dask chunks rather than by how much of the file GDAL keeps.
+
+Per chunk, in one further fresh process: 24 dates (two a month) x 9 bands + SCL of seeded COGs, four
+``--chunk`` x ``--chunk`` px windows that share no COG block (each read once, so GDAL's cache never serves a
+repeat). For each window: *decode*, computing the DN chunk (reading the COG windows); *preprocess*, the
+monthly composite and gap filling of that DN chunk already in memory (no reading); *both*, the DN chunk read and
+preprocessed in one graph, as a map run gets it. Each after a warm-up (imports, numba compilation) on a small
+window; dask threaded scheduler on every core; the load average is recorded before and after.
 """
 
 from __future__ import annotations
@@ -33,15 +40,21 @@ import numpy as np
 
 DATES = ("2021-05-03", "2021-05-18", "2021-06-02", "2021-06-17")
 BANDS = ("B02", "B03", "B04", "B08")
+#: The per-chunk measurement: a year of two acquisitions a month, the bands AgrUNet reads, and SCL.
+CHUNK_DATES = tuple(f"2021-{m:02d}-{d:02d}" for m in range(1, 13) for d in (5, 20))
+CHUNK_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12")
+#: SCL classes drawn for the synthetic scene classification (mostly vegetation and soil, some cloud and shadow).
+SCL_CLASSES, SCL_WEIGHTS = (3, 4, 5, 8, 9, 10), (0.05, 0.45, 0.25, 0.1, 0.1, 0.05)
 CRS = "EPSG:32633"
 ORIGIN = (400000.0, 5400000.0)  # upper-left corner, metres
 RES = 10.0
 
 
 def make_cogs(
-    folder: Path, side: int, *, seed: int = 0, dates: Sequence[str] = DATES, bands: Sequence[str] = BANDS
+    folder: Path, side: int, *, seed: int = 0, dates: Sequence[str] = DATES, bands: Sequence[str] = BANDS,
+    scl: bool = False,
 ) -> list[dict]:
-    """Write the synthetic COGs; return pystac Item dicts pointing at them."""
+    """Write the synthetic COGs (and an SCL band of random classes with ``scl``); return pystac Item dicts."""
     import pystac
     import rasterio
     from pystac.extensions.projection import ProjectionExtension
@@ -63,18 +76,22 @@ def make_cogs(
         ProjectionExtension.ext(item, add_if_missing=True).apply(
             code=CRS, shape=[side, side], transform=list(transform)[:6])
         RasterExtension.add_to(item)
-        for b, band in enumerate(bands):
-            data = np.kron(coarse[t, b], np.ones((64, 64), dtype="int64"))[:side, :side]
-            data = (data + rng.integers(-150, 150, size=(side, side))).clip(1, 10000).astype("uint16")
-            data[rng.random((side, side)) < 0.01] = 0
+        for b, band in enumerate([*bands, *(["SCL"] if scl else [])]):
+            if band == "SCL":
+                data = rng.choice(np.array(SCL_CLASSES, "uint8"), size=(side, side), p=SCL_WEIGHTS)
+            else:
+                data = np.kron(coarse[t, b], np.ones((64, 64), dtype="int64"))[:side, :side]
+                data = (data + rng.integers(-150, 150, size=(side, side))).clip(1, 10000).astype("uint16")
+                data[rng.random((side, side)) < 0.01] = 0
             path = folder / f"{date}_{band}.tif"
-            with rasterio.open(path, "w", driver="COG", width=side, height=side, count=1, dtype="uint16",
+            with rasterio.open(path, "w", driver="COG", width=side, height=side, count=1, dtype=data.dtype,
                                crs=CRS, transform=transform, nodata=0, compress="deflate",
                                blocksize=256) as dst:
                 dst.write(data, 1)
             asset = pystac.Asset(path.resolve().as_uri(), media_type=pystac.MediaType.COG, roles=["data"])
             item.add_asset(band, asset)
-            RasterExtension.ext(asset).bands = [RasterBand.create(nodata=0, data_type=DataType.UINT16)]
+            kind = DataType.UINT8 if band == "SCL" else DataType.UINT16
+            RasterExtension.ext(asset).bands = [RasterBand.create(nodata=0, data_type=kind)]
         items.append(item.to_dict())
     return items
 
@@ -164,6 +181,95 @@ def run_one(items_json: Path, aoi: dict, chunk: int, out_tif: Path) -> dict:
     }
 
 
+def _timed(arrays: list) -> tuple[float, list[np.ndarray]]:
+    """Seconds to compute ``arrays`` together (dask threads), and the values."""
+    import dask
+
+    t0 = time.perf_counter()
+    values = dask.compute(*arrays, scheduler="threads")
+    return time.perf_counter() - t0, list(values)
+
+
+def chunk_one(items_json: Path, extent: int, chunk: int) -> dict:
+    """Decoding vs preprocessing of the same chunks, in this (fresh) process."""
+    import dask.array as da
+    import pystac
+
+    from cropcore.cube.load import load_cube
+    from cropcore.cube.preprocess import preprocess
+
+    items = [pystac.Item.from_dict(d) for d in json.loads(items_json.read_text())]
+    load_before = os.getloadavg()
+
+    def cube_at(x0: int, y0: int, side: int):  # the DN cube of one window (2 px inset), one chunk in space
+        west, north = ORIGIN[0] + x0 * RES, ORIGIN[1] - y0 * RES
+        box = (west + 2 * RES, north - (side - 2) * RES, west + (side - 2) * RES, north - 2 * RES)
+        return load_cube(items, [*CHUNK_BANDS, "SCL"], aoi=_lonlat(box), crs=CRS, resampling="nearest",
+                         chunks={"time": 1, "x": side, "y": side}, check=False).cube
+
+    _timed([preprocess(cube_at(0, 0, 64)).data])  # warm-up: imports, numba compilation, odc-stac set-up
+    rows = []
+    for y0 in range(0, extent - chunk + 1, chunk):
+        for x0 in range(0, extent - chunk + 1, chunk):
+            cube = cube_at(x0, y0, chunk)
+            decode, (dn,) = _timed([cube.data])
+            in_memory = cube.copy(data=da.from_array(dn, chunks=cube.data.chunks))
+            prep, _ = _timed([preprocess(in_memory).data])
+            both, _ = _timed([preprocess(cube_at(x0, y0, chunk)).data])
+            rows.append({"window": [x0, y0], "shape": list(dn.shape), "decode_s": round(decode, 3),
+                         "preprocess_s": round(prep, 3), "both_s": round(both, 3)})
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    med = {k: float(np.median([r[k] for r in rows])) for k in ("decode_s", "preprocess_s", "both_s")}
+    return {"windows": rows, "median": med, "preprocess_over_decode": round(med["preprocess_s"] / med["decode_s"], 3),
+            "both_over_decode": round(med["both_s"] / med["decode_s"], 3), "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg()}
+
+
+def _lonlat(box: tuple[float, float, float, float]) -> dict:
+    from rasterio.warp import transform_geom
+    from shapely.geometry import box as make_box
+    from shapely.geometry import mapping
+
+    return transform_geom(CRS, "EPSG:4326", mapping(make_box(*box)))
+
+
+def run_chunks(folder: Path, chunk: int, env: dict) -> dict:
+    """Generate the per-chunk COGs and measure them in a fresh process."""
+    extent = 2 * chunk
+    items_json = folder / "chunk_items.json"
+    sub = folder / "chunk"
+    sub.mkdir()
+    items_json.write_text(json.dumps(make_cogs(sub, extent, seed=1, dates=CHUNK_DATES, bands=CHUNK_BANDS, scl=True)))
+    cmd = [sys.executable, __file__, "--chunk-one", str(items_json), str(extent), str(chunk)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        sys.exit(f"chunk measurement failed:\n{proc.stderr}")
+    return {"dates": len(CHUNK_DATES), "bands": [*CHUNK_BANDS, "SCL"], "chunk_px": chunk,
+            **json.loads(proc.stdout.strip().splitlines()[-1])}
+
+
+def _scale_runs(folder: Path, args: argparse.Namespace, env: dict) -> list[dict]:
+    """The area series: one fresh process per scale."""
+    extent = math.ceil(args.base * math.sqrt(max(args.scales))) + 64
+    t0 = time.perf_counter()
+    items_json = folder / "items.json"
+    items_json.write_text(json.dumps(make_cogs(folder, extent)))
+    print(f"generated {len(DATES)} dates x {len(BANDS)} bands of {extent} x {extent} px COGs "
+          f"in {time.perf_counter() - t0:.1f} s")
+    runs = []
+    for scale in args.scales:
+        side = round(args.base * math.sqrt(scale))
+        cmd = [sys.executable, __file__, "--one", str(items_json), json.dumps(aoi_for(side, extent)),
+               str(args.chunk), str(folder / f"out_{scale}.tif")]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        if proc.returncode != 0:
+            sys.exit(f"scale {scale} failed:\n{proc.stderr}")
+        run = {"scale": scale, **json.loads(proc.stdout.strip().splitlines()[-1])}
+        runs.append(run)
+        print(f"scale {scale:>3}: {run['shape']} {run['total_s']:.2f} s, peak RSS {run['rss_peak_mb']:.0f} MB")
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", type=int, default=512, help="AOI side in pixels at scale 1")
@@ -171,51 +277,50 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=512, help="dask chunk side in pixels")
     parser.add_argument("--gdal-cache", type=int, default=64, help="GDAL_CACHEMAX in MB")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/load_cpu.json"))
+    parser.add_argument("--chunk-only", action="store_true", help="only the per-chunk decode vs preprocess rows")
     parser.add_argument("--one", nargs=4, metavar=("ITEMS", "AOI", "CHUNK", "TIF"), help=argparse.SUPPRESS)
+    parser.add_argument("--chunk-one", nargs=3, metavar=("ITEMS", "EXTENT", "CHUNK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.chunk_one:
+        items, extent, chunk = args.chunk_one
+        print(json.dumps(chunk_one(Path(items), int(extent), int(chunk))))
+        return
     if args.one:
         items, aoi, chunk, tif = args.one
         print(json.dumps(run_one(Path(items), json.loads(aoi), int(chunk), Path(tif))))
         return
 
-    extent = math.ceil(args.base * math.sqrt(max(args.scales))) + 64
     root = str(Path(__file__).resolve().parents[1])  # the subprocesses import cropcore from this checkout
     pythonpath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
     env = dict(os.environ, GDAL_CACHEMAX=str(args.gdal_cache), PYTHONPATH=pythonpath)
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        t0 = time.perf_counter()
-        items_json = folder / "items.json"
-        items_json.write_text(json.dumps(make_cogs(folder, extent)))
-        print(f"generated {len(DATES)} dates x {len(BANDS)} bands of {extent} x {extent} px COGs "
-              f"in {time.perf_counter() - t0:.1f} s")
-        for scale in args.scales:
-            side = round(args.base * math.sqrt(scale))
-            cmd = [sys.executable, __file__, "--one", str(items_json), json.dumps(aoi_for(side, extent)),
-                   str(args.chunk), str(folder / f"out_{scale}.tif")]
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-            if proc.returncode != 0:
-                sys.exit(f"scale {scale} failed:\n{proc.stderr}")
-            run = {"scale": scale, **json.loads(proc.stdout.strip().splitlines()[-1])}
-            runs.append(run)
-            print(f"scale {scale:>3}: {run['shape']} {run['total_s']:.2f} s, peak RSS {run['rss_peak_mb']:.0f} MB")
+        chunk = run_chunks(folder, args.chunk, env)
+        print(f"per chunk (median of {len(chunk['windows'])} windows {chunk['windows'][0]['shape']}): decode "
+              f"{chunk['median']['decode_s']:.3f} s, preprocess {chunk['median']['preprocess_s']:.3f} s "
+              f"({chunk['preprocess_over_decode']:.2f}x decode), both {chunk['median']['both_s']:.3f} s "
+              f"({chunk['both_over_decode']:.2f}x decode); load average {chunk['loadavg_before'][0]:.2f} before, "
+              f"{chunk['loadavg_after'][0]:.2f} after")
+        if not args.chunk_only:
+            runs = _scale_runs(folder, args, env)
     result = {
         "benchmark": "load_cube + preprocess (monthly median composite, gap fill) streamed to GeoTIFF",
         "dates": len(DATES), "bands": list(BANDS), "chunk_px": args.chunk, "gdal_cachemax_mb": args.gdal_cache,
         "scheduler": "dask threads", "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"), "runs": runs,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"), "runs": runs, "per_chunk": chunk,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    first = runs[0]
-    print("\n| scale | AOI px | area km² | time s | s per Mpx | peak RSS MB | rise MB | peak vs 1x |")
-    print("|---|---|---|---|---|---|---|---|")
-    for run in runs:
-        per_mpx = run["total_s"] / (run["pixels"] / 1e6)
-        print(f"| {run['scale']} | {run['shape'][3]}x{run['shape'][2]} | {run['area_km2']:.1f} | "
-              f"{run['total_s']:.2f} | {per_mpx:.2f} | {run['rss_peak_mb']:.0f} | {run['rss_rise_mb']:.0f} | "
-              f"{run['rss_peak_mb'] / first['rss_peak_mb']:.2f} |")
+    if runs:
+        first = runs[0]
+        print("\n| scale | AOI px | area km² | time s | s per Mpx | peak RSS MB | rise MB | peak vs 1x |")
+        print("|---|---|---|---|---|---|---|---|")
+        for run in runs:
+            per_mpx = run["total_s"] / (run["pixels"] / 1e6)
+            print(f"| {run['scale']} | {run['shape'][3]}x{run['shape'][2]} | {run['area_km2']:.1f} | "
+                  f"{run['total_s']:.2f} | {per_mpx:.2f} | {run['rss_peak_mb']:.0f} | {run['rss_rise_mb']:.0f} | "
+                  f"{run['rss_peak_mb'] / first['rss_peak_mb']:.2f} |")
     print(f"saved {args.out}")
 
 
