@@ -13,6 +13,11 @@ power readings, to check the script itself).
    estimate at 445 g/kWh.
 3. Scaling: ``predict_map`` over an in-memory random cube (tiles of 128 px, no overlap) on one GPU and on
    every visible GPU (one worker each); images/s and the speed-up.
+4. End to end, one GPU: seeded synthetic COGs (24 dates x 9 bands + SCL, ``bench_load.make_cogs``) read in 512 px
+   chunks by a reader thread (two batches ahead) and tiled (128 px, no overlap) into AgrUNet (batch 8, AMP), with
+   the monthly composite, gap filling and normalisation either on the CPU (numba, in the dask graph) or on the GPU
+   (``preprocess_tensor``, its own CUDA stream; the CPU only decodes); *model alone*: the same batches of random
+   values through the model. Time ratio end to end / model alone, and the time the model waited for input.
 """
 
 from __future__ import annotations
@@ -21,13 +26,24 @@ import argparse
 import json
 import os
 import platform
+import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from cropcore.inference.devices import Runner
+    from cropcore.inference.reader import WindowReader
+    from cropcore.inference.tiling import Blender, Tile
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_load import CHUNK_BANDS, CHUNK_DATES, make_cogs
 
 G_CO2_PER_KWH = 445.0
 
@@ -150,6 +166,72 @@ def scaling_rows(devices: list[str], quick: bool) -> list[dict]:
     return rows
 
 
+def _through_model(reader: WindowReader, runner: Runner, batches: list[list[Tile]], blender: Blender) -> dict:
+    """Every batch of ``reader`` through ``runner`` (a reader thread two batches ahead); seconds in all, waiting for
+    input and in the model."""
+    from cropcore.inference.reader import read_batches
+
+    busy0, wait, t0 = runner.busy, 0.0, time.perf_counter()
+    source = read_batches(reader, batches, blender, ahead=2)
+    for batch in batches:
+        t1 = time.perf_counter()
+        data = next(source)
+        wait += time.perf_counter() - t1
+        for tile, logits in zip(batch, runner.logits(data), strict=True):
+            blender.add(tile, logits)
+    return {"seconds": time.perf_counter() - t0, "read_wait_s": wait, "model_s": runner.busy - busy0}
+
+
+def end_to_end_rows(device: str, quick: bool) -> list[dict]:
+    """COGs -> reader thread -> model on ``device``, preprocessing on the CPU vs on the device (see the docstring)."""
+    import pystac
+
+    from cropcore.cube.load import load_cube
+    from cropcore.cube.normalise import NormStats
+    from cropcore.cube.preprocess import plan_chunks, preprocess, time_axis
+    from cropcore.inference.devices import Runner
+    from cropcore.inference.predict import plan_batches
+    from cropcore.inference.reader import WindowReader
+    from cropcore.inference.tiling import Blender
+    from cropcore.models import build_model
+
+    side, bands, axis = 256 if quick else 1024, list(CHUNK_BANDS), time_axis("2021-01-01", periods=12)
+    model = build_model("agrunet", in_channels=len(bands), num_classes=10).eval()
+    runner = Runner(model, device, True, pixel=False)
+    norm = NormStats(tuple(bands), (0.1,) * len(bands), (0.05,) * len(bands))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        items = [pystac.Item.from_dict(d) for d in make_cogs(Path(tmp), side, dates=CHUNK_DATES, bands=bands, scl=True)]
+        print(f"generated {len(items)} dates of {side} px COGs in {time.perf_counter() - t0:.0f} s", flush=True)
+        cube = load_cube(items, [*bands, "SCL"], crs="EPSG:32633", chunks={"time": 1, "x": 512, "y": 512}).cube
+        _, _, height, width = cube.shape
+        readers = {
+            "cpu": lambda: WindowReader(preprocess(cube, axis=axis).sel(band=bands), norm=norm),
+            "device": lambda: WindowReader(cube, norm=norm, plan=plan_chunks(cube, axis=axis, bands=bands),
+                                           device=device),
+        }
+
+        def blender() -> Blender:
+            return Blender(10, height, width, tile=128, overlap=0, strip=512, emit=lambda *a: None)
+
+        batches = plan_batches(blender().tiles, 8, blender().strip_start)
+        for make in readers.values():  # warm-up: numba and CUDA kernels, cuDNN's choices
+            _through_model(make(), runner, batches[:2], blender())
+        for where in ("cpu", "device"):
+            run = _through_model(readers[where](), runner, batches, blender())
+            rows.append({"preprocess_on": where, "pixels": height * width, "tiles": len(blender().tiles), **run})
+        rng = np.random.default_rng(0)
+        alone = runner.busy
+        for batch in batches:
+            runner.logits(rng.normal(size=(len(batch), len(axis), len(bands), 128, 128)).astype("float32"))
+        alone = runner.busy - alone
+    for row in rows:
+        row.update(model_alone_s=alone, e2e_over_model_alone=row["seconds"] / alone)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="T=12 and one batch size only, short windows")
@@ -175,6 +257,7 @@ def main() -> None:
         result["idle_power_w"] = sampler.stop()[0]
     result["model"] = model_rows(devices[0], args.quick, power)
     result["scaling"] = scaling_rows(devices, args.quick)
+    result["end_to_end"] = end_to_end_rows(devices[0], args.quick)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"saved {args.out}")

@@ -156,3 +156,18 @@ def test_the_torch_path_gives_the_numbers_of_the_cpu_path(real_cubes, edges):
                                   preprocess(edge, axis=axis).sel(band=["B08", "B04"]).values)
     with pytest.raises(ConfigError, match="B11"):
         plan_chunks(edge, bands=["B04", "B11"])
+
+
+def test_a_reader_preprocessing_dns_on_a_device_reads_the_windows_of_the_preprocessed_cube(real_cubes):
+    """WindowReader with a plan (here on the CPU device) == WindowReader over preprocess() of the same DNs."""
+    pytest.importorskip("torch")
+    from cropcore.cube.normalise import NormStats
+    from cropcore.inference.reader import WindowReader
+
+    cube = _with_scl(real_cubes["worldcereal"]).chunk({"time": 1, "band": 1, "y": 10, "x": 12})
+    norm = NormStats(("B08", "B02"), (0.3, 0.1), (0.1, 0.0))  # std 0 is taken as 1
+    on_host = WindowReader(preprocess(cube).sel(band=["B08", "B02"]), norm=norm)
+    on_device = WindowReader(cube, norm=norm, plan=plan_chunks(cube, bands=["B08", "B02"]), device="cpu")
+    for ys, xs in [(slice(0, 8), slice(0, 8)), (slice(5, 24), slice(7, 30))]:
+        np.testing.assert_array_equal(on_device.read(ys, xs), on_host.read(ys, xs))
+    np.testing.assert_array_equal(on_device.valid, on_host.valid)

@@ -45,15 +45,21 @@ class NormStats:
         return cls(tuple(meta.bands), meta.norm.mean, meta.norm.std)
 
     def scale(self, values: np.ndarray, band_axis: int, *, inplace: bool = False) -> np.ndarray:
-        """``(values - mean) / std`` along ``band_axis`` as float32 (std 0 is taken as 1); numpy or dask.
+        """``(values - mean) / std`` along ``band_axis`` as float32 (std 0 is taken as 1); numpy, dask or a torch
+        tensor (on its device).
 
-        ``inplace=True`` overwrites ``values`` (a float32 numpy array) instead of allocating a new one.
+        ``inplace=True`` overwrites ``values`` (a float32 numpy array or tensor) instead of allocating a new one.
         """
         shape = [1] * values.ndim
         shape[band_axis] = -1
         mean = np.asarray(self.mean, dtype="float32").reshape(shape)
         std = np.asarray(self.std, dtype="float32")
         std = np.where(std > 0, std, 1).astype("float32").reshape(shape)
+        if type(values).__module__.split(".")[0] == "torch":
+            import torch
+
+            mean, std = torch.as_tensor(mean, device=values.device), torch.as_tensor(std, device=values.device)
+            return values.sub_(mean).div_(std) if inplace else (values - mean) / std
         if inplace:
             values -= mean
             values /= std

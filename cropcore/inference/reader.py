@@ -1,9 +1,15 @@
-"""Model-ready windows of a lazy cube, each dask chunk computed once (:class:`WindowReader`)."""
+"""Model-ready windows of a lazy cube, each dask chunk computed once (:class:`WindowReader`).
+
+Given a :class:`~cropcore.cube.preprocess.ChunkPlan`, the cube holds DNs and each chunk, once decoded on the CPU, is
+composited, gap-filled and normalised on a torch device (:func:`~cropcore.cube.preprocess.preprocess_tensor`), on a
+CUDA stream of its own so that it overlaps the model; :func:`read_batches` reads ahead in a thread.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 
 import dask.array as da
 import numpy as np
@@ -11,6 +17,7 @@ import xarray as xr
 
 from cropcore.cube.dask_setup import compute
 from cropcore.cube.normalise import NormStats
+from cropcore.cube.preprocess import ChunkPlan, preprocess_tensor
 from cropcore.inference.tiling import Blender, Tile
 
 
@@ -23,11 +30,19 @@ class WindowReader:
     holds about two chunk rows of one strip plus those columns, whatever the AOI's size.
 
     Values are float32, normalised with ``norm`` when given (missing values, NaN, then become 0: the band
-    mean); :attr:`valid` marks the pixels read so far that hold a value in some date and band.
+    mean); :attr:`valid` marks the pixels read so far that hold a value in some date and band. With ``plan`` the
+    cube holds DNs (loaded, SCL included) and each chunk is preprocessed by that plan on ``device`` (normalised there
+    too); windows then have the plan's bins and bands.
     """
 
-    def __init__(self, cube: xr.DataArray, *, halo: int = 0, norm: NormStats | None = None) -> None:
-        data = cube.data
+    def __init__(self, cube: xr.DataArray, *, halo: int = 0, norm: NormStats | None = None,
+                 plan: ChunkPlan | None = None, device: str = "cpu") -> None:
+        data = da.asarray(cube.data) if plan is not None else cube.data
+        self.plan, self.device, self.stream = plan, device, None
+        if plan is not None and device.startswith("cuda"):
+            import torch
+
+            self.stream = torch.cuda.Stream(device)
         self.lazy = isinstance(data, da.Array)
         if self.lazy:
             data = data.rechunk({0: -1, 1: -1})
@@ -46,6 +61,26 @@ class WindowReader:
             self.norm.scale(values, band_axis=1, inplace=True)
             np.copyto(values, 0, where=missing)
         return values
+
+    def _on_device(self, dn: np.ndarray, ys: slice, xs: slice) -> np.ndarray:
+        """A chunk of DNs preprocessed (and normalised) on the device: the float32 window ``ys, xs`` on the host."""
+        import torch
+
+        with torch.inference_mode(), torch.cuda.stream(self.stream) if self.stream is not None else nullcontext():
+            values = preprocess_tensor(torch.from_numpy(np.ascontiguousarray(dn)).to(self.device), self.plan)
+            missing = values.isnan()
+            valid = (~missing.all(dim=1).all(dim=0)).cpu().numpy()
+            if self.norm is not None:
+                self.norm.scale(values, band_axis=1, inplace=True).masked_fill_(missing, 0)
+            host = values.cpu().numpy()
+        self.valid[ys, xs] |= valid
+        return host
+
+    def _chunk(self, value: np.ndarray, ys: slice, xs: slice) -> np.ndarray:
+        """A computed chunk as model input (float32 we own)."""
+        if self.plan is not None:
+            return self._on_device(value, ys, xs)
+        return self._prepare(np.array(value, dtype=np.float32), ys, xs)
 
     def _blocks(self, bounds: np.ndarray, lo: int, hi: int) -> range:
         return range(int(np.searchsorted(bounds, lo, side="right")) - 1, int(np.searchsorted(bounds, hi, side="left")))
@@ -69,7 +104,7 @@ class WindowReader:
             arrays = compute(*[self.data.blocks[:, :, i, j] for i, j in missing])
             for (i, j), value in zip(missing, arrays, strict=True):
                 window = slice(*self.ybounds[i:i + 2]), slice(*self.xbounds[j:j + 2])
-                self.cache[i, j] = self._prepare(np.array(value, dtype=np.float32), *window)
+                self.cache[i, j] = self._chunk(value, *window)
                 if self.halo_px and j < len(self.xbounds) - 2:
                     self.halo[i, j] = self.cache[i, j][..., -self.halo_px:].copy()
         rows = []
