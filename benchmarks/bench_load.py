@@ -16,7 +16,8 @@ Per chunk, in one further fresh process: 24 dates (two a month) x 9 bands + SCL 
 ``--chunk`` x ``--chunk`` px windows that share no COG block (each read once, so GDAL's cache never serves a
 repeat). For each window: *decode*, computing the DN chunk (reading the COG windows); *preprocess*, the
 monthly composite and gap filling of that DN chunk already in memory (no reading); *both*, the DN chunk read and
-preprocessed in one graph, as a map run gets it. Each after a warm-up (imports, numba compilation) on a small
+preprocessed in one graph, as a map run gets it. Results stay dask chunks (``persist``: no concatenation into one
+array, which would add a copy to every figure). Each after a warm-up (imports, numba compilation) on a small
 window; dask threaded scheduler on every core; the load average is recorded before and after.
 """
 
@@ -35,8 +36,12 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 DATES = ("2021-05-03", "2021-05-18", "2021-06-02", "2021-06-17")
 BANDS = ("B02", "B03", "B04", "B08")
@@ -181,18 +186,15 @@ def run_one(items_json: Path, aoi: dict, chunk: int, out_tif: Path) -> dict:
     }
 
 
-def _timed(arrays: list) -> tuple[float, list[np.ndarray]]:
-    """Seconds to compute ``arrays`` together (dask threads), and the values."""
-    import dask
-
+def _timed(array: da.Array) -> tuple[float, da.Array]:
+    """Seconds to compute the chunks of ``array`` (dask threads, kept as chunks: no concatenation), and them."""
     t0 = time.perf_counter()
-    values = dask.compute(*arrays, scheduler="threads")
-    return time.perf_counter() - t0, list(values)
+    done = array.persist(scheduler="threads")
+    return time.perf_counter() - t0, done
 
 
 def chunk_one(items_json: Path, extent: int, chunk: int) -> dict:
     """Decoding vs preprocessing of the same chunks, in this (fresh) process."""
-    import dask.array as da
     import pystac
 
     from cropcore.cube.load import load_cube
@@ -207,15 +209,14 @@ def chunk_one(items_json: Path, extent: int, chunk: int) -> dict:
         return load_cube(items, [*CHUNK_BANDS, "SCL"], aoi=_lonlat(box), crs=CRS, resampling="nearest",
                          chunks={"time": 1, "x": side, "y": side}, check=False).cube
 
-    _timed([preprocess(cube_at(0, 0, 64)).data])  # warm-up: imports, numba compilation, odc-stac set-up
+    _timed(preprocess(cube_at(0, 0, 64)).data)  # warm-up: imports, numba compilation, odc-stac set-up
     rows = []
     for y0 in range(0, extent - chunk + 1, chunk):
         for x0 in range(0, extent - chunk + 1, chunk):
             cube = cube_at(x0, y0, chunk)
-            decode, (dn,) = _timed([cube.data])
-            in_memory = cube.copy(data=da.from_array(dn, chunks=cube.data.chunks))
-            prep, _ = _timed([preprocess(in_memory).data])
-            both, _ = _timed([preprocess(cube_at(x0, y0, chunk)).data])
+            decode, dn = _timed(cube.data)
+            prep, _ = _timed(preprocess(cube.copy(data=dn)).data)
+            both, _ = _timed(preprocess(cube_at(x0, y0, chunk)).data)
             rows.append({"window": [x0, y0], "shape": list(dn.shape), "decode_s": round(decode, 3),
                          "preprocess_s": round(prep, 3), "both_s": round(both, 3)})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)

@@ -2,8 +2,9 @@
 
 Every function takes and returns xarray/numpy objects and stays lazy on dask-backed input. Cubes have dims
 ``(time, band, y, x)`` as made by :func:`cropcore.cube.load.load_cube`; :func:`preprocess` chains the steps
-into the model input: composited, gap-filled reflectance on a regular time axis. Spectral indices are in
-:mod:`cropcore.cube.indices`, model-input normalisation in :mod:`cropcore.cube.normalise`.
+into the model input: composited, gap-filled reflectance on a regular time axis, fused into one numba pass over
+each chunk; :func:`preprocess_tensor` runs the same chain with torch on a device (:func:`plan_chunks`). Spectral
+indices are in :mod:`cropcore.cube.indices`, model-input normalisation in :mod:`cropcore.cube.normalise`.
 """
 
 from __future__ import annotations
