@@ -567,7 +567,8 @@ def preprocess_tensor(dn: torch.Tensor, plan: ChunkPlan) -> torch.Tensor:
     import torch
 
     dev, (ntime, _, height, width) = dn.device, dn.shape
-    x = dn[:, torch.as_tensor(plan.bands, device=dev)].reshape(ntime, len(plan.bands), -1).float()
+    dn = dn.float()  # exact for DNs of 16 bits; CUDA has few kernels for unsigned 16-bit tensors
+    x = dn[:, torch.as_tensor(plan.bands, device=dev)].reshape(ntime, len(plan.bands), -1)
 
     def table(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(a, device=dev)[..., None]
@@ -578,7 +579,7 @@ def preprocess_tensor(dn: torch.Tensor, plan: ChunkPlan) -> torch.Tensor:
     for value in S2_NODATA:
         missing |= x == value
     if plan.scl is not None:
-        scl = dn[:, plan.scl].reshape(ntime, 1, -1).float()
+        scl = dn[:, plan.scl].reshape(ntime, 1, -1)
         missing |= torch.isin(scl, torch.as_tensor(SCL_INVALID, dtype=scl.dtype, device=dev)) | scl.isnan()
     median = _median_tensor(refl.masked_fill(missing, torch.nan), plan)
     return _fill_tensor(median, plan).reshape(len(median), len(plan.bands), height, width)
