@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -41,17 +42,8 @@ from cropcore.inference.devices import cpu_has_native_bf16
 from cropcore.models import build_model
 from cropcore.models.conv import Conv3d
 
-
-def ceiling(dtype: torch.dtype, n: int = 2048, repeats: int = 7) -> float:
-    """GFLOP/s of the fastest of ``repeats`` n^3 matmuls."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t0)
-    return 2 * n**3 / min(times) / 1e9
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_infer import ceiling  # the same matmul ceiling as the inference benchmark
 
 
 def default_dispatch(model: torch.nn.Module) -> torch.nn.Module:
