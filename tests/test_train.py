@@ -91,7 +91,7 @@ def test_evaluate_cli_rejects_a_mismatched_checkpoint(capsys):
     assert "expects bands" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("checkpoint", ["tempcnn_worldcereal", "presto_worldcereal"])
+@pytest.mark.parametrize("checkpoint", ["tempcnn_worldcereal", "presto_worldcereal", "agrunet_worldcereal"])
 def test_evaluate_reproduces_the_shipped_held_out_scores(tmp_path, checkpoint):
     """``evaluate --split test`` scores a calibrated checkpoint as it maps, giving its model-card numbers."""
     from cropcore.models import load_checkpoint
