@@ -1,0 +1,102 @@
+"""Shared pieces of the browser tests: the dashboard server, a Chromium page, drawing and page navigation."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from cropcore import settings
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = settings.PROJECT_ROOT / "tests" / "artifacts"
+LOCAL = ("http://127.0.0.1", "data:", "blob:", "about:")
+MAP = 'iframe[title="streamlit_folium.st_folium"]'
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _dashboard(stac_api) -> Iterator[str]:
+    """``streamlit run app.py`` on a free port (stopped afterwards)."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+           "--server.headless", "true", "--server.address", "127.0.0.1"]
+    proc = subprocess.Popen(cmd, cwd=settings.PROJECT_ROOT, env=os.environ.copy(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/_stcore/health", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.3)
+        else:
+            pytest.fail("streamlit did not start within 60 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def _browser_page(dashboard):
+    """A Chromium page and the list of every URL it requests."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
+        seen: list[str] = []
+        page.on("request", lambda r: seen.append(r.url))
+        yield page, seen
+        browser.close()
+
+
+def draw_rectangle_and_search(page) -> None:
+    """Draw a rectangle around the centre of the Search map (over the demo area) and search."""
+    iframe = page.locator(MAP)
+    frame = page.frame_locator(MAP)
+    rectangle_tool = frame.locator(".leaflet-draw-draw-rectangle")
+    rectangle_tool.wait_for(timeout=30_000)
+    # The map really rendered: Leaflet drew the demo-area outline as an SVG path.
+    assert frame.locator("path.leaflet-interactive").count() >= 1
+
+    box = iframe.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    rectangle_tool.click()
+    page.mouse.move(cx - 100, cy - 80)
+    page.mouse.down()
+    page.mouse.move(cx, cy, steps=5)
+    page.mouse.move(cx + 100, cy + 80, steps=5)
+    page.mouse.up()
+    page.get_by_text("Area of interest (drawn)").wait_for(timeout=20_000)
+
+    page.get_by_role("button", name="Search scenes").click()
+    heading = page.get_by_role("heading", name=re.compile(r"^\d+ scenes$"))
+    heading.wait_for(timeout=30_000)
+    assert int(heading.inner_text().split()[0]) >= 10
+    page.wait_for_timeout(1500)  # let the footprints draw
+
+
+def open_page(page, label: str) -> None:
+    """Go to another page through the sidebar (a new URL would start a new session)."""
+    page.locator('[data-testid="stSidebar"]').get_by_role("link", name=label, exact=True).click()
+    page.get_by_role("heading", name=label, exact=True).first.wait_for(timeout=20_000)
+
+
