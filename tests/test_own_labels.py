@@ -28,7 +28,7 @@ from cropcore.pipeline import DEFAULT_MODEL, RunParams, load_season, run
 from cropcore.settings import data_dir, home
 from cropcore.ui.map import DEMO_BBOX
 
-TRAIN = "pages/6_Train.py"
+TRAIN = "pages/7_Train.py"
 UTM = 32631  # the reference maps' grid: 10 m pixels, Belgium
 
 

@@ -21,8 +21,8 @@ from cropcore.ui import map as ui_map
 from cropcore.ui import modelcard, runs
 
 APP = settings.PROJECT_ROOT / "app.py"
-CROP_MAP, ANALYSIS, EXPORT, MODEL = ("pages/2_Crop_map.py", "pages/3_Analysis.py", "pages/4_Export.py",
-                                     "pages/5_Model.py")
+CROP_MAP, ANALYSIS, EXPORT, MODEL = ("pages/2_Crop_map.py", "pages/4_Analysis.py", "pages/5_Export.py",
+                                     "pages/6_Model.py")
 CLICK = {"lat": 50.6332, "lng": 5.3262}  # inside the demo patch
 
 

@@ -80,10 +80,10 @@ PAGES = (
     ("app.py", "Home", ":material/home:"),
     ("pages/1_Search.py", "Search", ":material/search:"),
     ("pages/2_Crop_map.py", "Crop map", ":material/map:"),
-    ("pages/3_Analysis.py", "Analysis", ":material/monitoring:"),
-    ("pages/4_Export.py", "Export", ":material/download:"),
-    ("pages/5_Model.py", "Model", ":material/model_training:"),
-    ("pages/6_Train.py", "Train", ":material/school:"),
+    ("pages/4_Analysis.py", "Analysis", ":material/monitoring:"),
+    ("pages/5_Export.py", "Export", ":material/download:"),
+    ("pages/6_Model.py", "Model", ":material/model_training:"),
+    ("pages/7_Train.py", "Train", ":material/school:"),
 )
 
 
