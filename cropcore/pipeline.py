@@ -18,6 +18,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import dask.array as da
 import pandas as pd
 import xarray as xr
 from torch import nn
@@ -26,11 +27,12 @@ from cropcore.aoi import AOI
 from cropcore.cube.assets import AssetFailure
 from cropcore.cube.dask_setup import compute
 from cropcore.cube.load import latest_processing, load_cube
-from cropcore.cube.preprocess import preprocess, time_axis
+from cropcore.cube.preprocess import ChunkPlan, plan_chunks, preprocess, time_axis
 from cropcore.dates import DateLike, normalize_daterange
 from cropcore.energy import EnergyMeter, EnergyRecord, not_measured
 from cropcore.errors import ConfigError, InvalidDateRangeError
 from cropcore.inference.calibrate import Decision, with_min_confidence
+from cropcore.inference.devices import resolve_devices
 from cropcore.inference.options import InferenceOptions, cube_chunks
 from cropcore.models import load_checkpoint
 from cropcore.models.meta import ModelMeta
@@ -157,6 +159,7 @@ class Season:
     axis: pd.DatetimeIndex
     reflectance: xr.DataArray  # (time, band, y, x), the model's bands in its order
     failures: list[AssetFailure]
+    loaded: xr.DataArray  # the DNs it is computed from (time, band, y, x), SCL included where the scenes have it
 
 
 def load_season(params: RunParams, meta: ModelMeta, *, progress: Progress | None = None,
@@ -193,7 +196,19 @@ def load_season(params: RunParams, meta: ModelMeta, *, progress: Progress | None
         (values,) = compute(refl.data, progress=span(report, 0.66, 1.0, "compositing: "))
         refl = refl.copy(data=values)
     timings["preprocess"] = time.perf_counter() - t0
-    return Season(found, axis, refl, loaded.failures)
+    return Season(found, axis, refl, loaded.failures, loaded.cube)
+
+
+def device_plan(season: Season, meta: ModelMeta, options: InferenceOptions) -> ChunkPlan | None:
+    """How to preprocess ``season`` on the inference device (:attr:`InferenceOptions.preprocess_on`), or None to
+    use its reflectance as computed on the CPU."""
+    if options.preprocess_on == "cpu":
+        return None
+    if options.preprocess_on == "auto":
+        lazy = isinstance(season.reflectance.data, da.Array)
+        if not lazy or options.cluster_address() is not None or resolve_devices(options.devices) == ["cpu"]:
+            return None
+    return plan_chunks(season.loaded, axis=season.axis, bands=list(meta.bands))
 
 
 def run(
@@ -220,8 +235,9 @@ def run(
         if workdir is not None:
             sink = GeoTiffSink(workdir, crs=refl.rio.crs, transform=refl.rio.transform(), height=refl.sizes["y"],
                                width=refl.sizes["x"])
-        prediction = predict_map(refl, net, meta=meta, options=params.inference, sink=sink,
-                                 progress=span(report, 0.3, 1.0, "classifying: "))
+        plan = device_plan(season, meta, params.inference)
+        prediction = predict_map(refl if plan is None else season.loaded, net, meta=meta, options=params.inference,
+                                 sink=sink, progress=span(report, 0.3, 1.0, "classifying: "), plan=plan)
         timings["infer"] = time.perf_counter() - t0
     release_memory()
     report(1.0, "done")

@@ -15,7 +15,7 @@ from cropcore.errors import ConfigError
 from cropcore.inference.devices import cpu_has_native_bf16
 from cropcore.inference.options import NODATA, UNCERTAIN
 from cropcore.models import TimeAxis
-from cropcore.pipeline import RunParams, export_run, run, season_axis
+from cropcore.pipeline import DEFAULT_MODEL, RunParams, export_run, run, season_axis
 
 DEMO = (5.3189, 50.6286, 5.3334, 50.6378)
 #: sha256 of the demo map's classes (uint8, 106 x 106, shipped default TempCNN with its calibration, default
@@ -160,3 +160,35 @@ def test_a_distributed_scheduler_gives_the_same_map(demo_run, monkeypatch):
     finally:
         dask_setup.close()
     np.testing.assert_array_equal(again.prediction["class"].values, result.prediction["class"].values)
+
+
+@pytest.mark.parametrize("model", [DEFAULT_MODEL, "agrunet_worldcereal"])
+def test_preprocessing_on_the_inference_device_gives_the_same_map(demo_run, model):
+    """``preprocess_on="device"`` composites the DNs chunk by chunk with torch on the inference device (here
+    the CPU); the map equals the one from the reflectance the numba kernels computed while loading."""
+    from cropcore.inference.options import InferenceOptions
+    from cropcore.models import load_checkpoint
+    from cropcore.pipeline import Season, device_plan
+
+    result, _ = demo_run
+    meta = load_checkpoint(model)[1]
+    season = Season(result.search, result.axis, result.reflectance, [], result.reflectance)  # in-memory cube
+    assert device_plan(season, meta, InferenceOptions()) is None  # auto: the CPU path for small cubes and the CPU
+    params = replace(result.params, model=model)
+    cpu = run(replace(params, inference=InferenceOptions(preprocess_on="cpu")))
+    device = run(replace(params, inference=InferenceOptions(preprocess_on="device")))
+    for name in ("class", "class_raw", "cropland"):
+        np.testing.assert_array_equal(device.prediction[name].values, cpu.prediction[name].values)
+    np.testing.assert_allclose(device.prediction["confidence"].values, cpu.prediction["confidence"].values,
+                               atol=1e-6)
+
+
+def test_device_preprocessing_is_refused_on_a_cluster(demo_run):
+    from cropcore.inference.options import InferenceOptions
+
+    result, _ = demo_run
+    params = replace(result.params, inference=InferenceOptions(preprocess_on="device", scheduler="tcp://127.0.0.1:1"))
+    with pytest.raises(ConfigError, match="on this machine only"):
+        run(params)
+    with pytest.raises(ConfigError, match="preprocess_on must be one of"):
+        InferenceOptions(preprocess_on="gpu")

@@ -18,6 +18,8 @@ UNCERTAIN = 254
 #: Height in pixels of the loaded cube's dask chunks (see :func:`cube_chunks`).
 CHUNK_ROWS = 512
 
+#: Where preprocessing may run (see :attr:`InferenceOptions.preprocess_on`).
+PREPROCESS_ON = ("auto", "cpu", "device")
 #: ``True``: bf16 on GPUs that support it (else fp16) and on CPUs with native bf16 (else fp32); or a precision
 #: by name (``"bf16"``, ``"fp16"``, ``"fp32"``); ``False`` = ``"fp32"``.
 AmpSpec = bool | str
@@ -34,7 +36,10 @@ class InferenceOptions:
     :data:`UNCERTAIN` (``None``: the checkpoint's calibration, 0 for an uncalibrated checkpoint).
     ``scheduler``: the address of a dask.distributed scheduler (``tcp://host:8786``) whose workers run the
     strips (:mod:`cropcore.inference.cluster`; ``None``: ``CROPCORE_DASK_SCHEDULER`` when it holds an address,
-    else this machine; see :meth:`cluster_address`).
+    else this machine; see :meth:`cluster_address`). ``preprocess_on``: where compositing, gap filling and
+    normalisation run (:func:`~cropcore.pipeline.run`): ``"cpu"`` (fused numba kernels, as the cube is loaded),
+    ``"device"`` (on the inference device, chunk by chunk, with torch; the CPU only decodes) or ``"auto"``:
+    ``"device"`` for cubes too large to keep in memory mapped on CUDA devices on this machine, else ``"cpu"``.
     """
 
     tile: int = 64
@@ -45,6 +50,7 @@ class InferenceOptions:
     amp: AmpSpec = True
     min_confidence: float | None = None
     scheduler: str | None = None
+    preprocess_on: str = "auto"
 
     def __post_init__(self) -> None:
         if self.tile < 1 or not 0 <= self.overlap < self.tile:
@@ -55,6 +61,8 @@ class InferenceOptions:
             raise ConfigError(f"the strip width ({self.strip} px) must be at least the tile size ({self.tile} px)")
         if self.min_confidence is not None:
             check_min_confidence(self.min_confidence)
+        if self.preprocess_on not in PREPROCESS_ON:
+            raise ConfigError(f"preprocess_on must be one of {PREPROCESS_ON}, got {self.preprocess_on!r}")
         if self.scheduler is not None and not is_address(self.scheduler):
             raise ConfigError(f"the scheduler must be an address such as tcp://host:8786, got {self.scheduler!r}")
 

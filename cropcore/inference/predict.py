@@ -21,6 +21,7 @@ import xarray as xr
 from torch import nn
 
 from cropcore.cube.normalise import NormStats
+from cropcore.cube.preprocess import ChunkPlan
 from cropcore.errors import ConfigError
 from cropcore.inference.calibrate import Decision
 from cropcore.inference.devices import Runner, WorkerPool, resolve_devices
@@ -67,8 +68,13 @@ def predict_map(
     probabilities: bool = False,
     sink: MapSink | None = None,
     progress: Progress | None = None,
+    plan: ChunkPlan | None = None,
 ) -> xr.Dataset:
     """Crop map of a preprocessed ``(time, band, y, x)`` reflectance cube on the model's time axis.
+
+    With ``plan`` (:func:`~cropcore.cube.preprocess.plan_chunks` for the model's bands and season), ``cube`` holds
+    the loaded DNs instead (SCL included): each chunk is decoded on the CPU and composited, gap-filled and
+    normalised on the first inference device (:class:`~cropcore.inference.reader.WindowReader`).
 
     ``meta`` is the checkpoint metadata (bands in order, normalisation, legend, calibration, pixel or patch
     model); ``options`` the tiling, batching, devices, precision and minimum confidence (default
@@ -92,7 +98,11 @@ def predict_map(
     opts = options or InferenceOptions()
     bands = list(meta.bands)
     have = [str(b) for b in cube["band"].values]
-    if have != bands:
+    if plan is not None:
+        planned = [have[i] for i in plan.bands]
+        if planned != bands:
+            raise ConfigError(f"the preprocessing plan makes bands {planned}, the model needs {bands}")
+    elif have != bands:
         missing = [b for b in bands if b not in have]
         if missing:
             raise ConfigError(f"the cube lacks bands {missing} that the model needs (it has {have})")
@@ -106,7 +116,10 @@ def predict_map(
     address = opts.cluster_address()
     attrs: dict = {"class_names": meta.class_names}
     if address is None:
-        attrs["timings"] = _run_local(cube, model, meta, opts, sink, keep, progress or silent)
+        attrs["timings"] = _run_local(cube, model, meta, opts, sink, keep, progress or silent, plan)
+    elif plan is not None:
+        raise ConfigError("preprocessing on the device runs on this machine only: the cluster's workers take "
+                          "preprocessed reflectance (preprocess_on='cpu')")
     else:  # imported here: local runs need no dask.distributed
         from cropcore.inference.cluster import run_on_cluster
 
@@ -121,17 +134,18 @@ def predict_map(
 
 def _run_local(
     cube: xr.DataArray, model: nn.Module, meta: ModelMeta, opts: InferenceOptions, sink: MapSink, keep: bool,
-    report: Progress,
+    report: Progress, plan: ChunkPlan | None = None,
 ) -> dict[str, float]:
     """Run every tile on this machine's devices into ``sink``; return the timings in seconds: total, and for one
-    device the model and the wait for input."""
+    device the model and the wait for input. With ``plan``, chunks are preprocessed on the first device."""
     _, _, height, width = cube.shape
     device_list = resolve_devices(opts.devices)
     overlap = 0 if meta.is_pixel else opts.overlap
     decision = Decision.for_model(meta, opts.min_confidence)
     located = uses_location(meta.architecture)
     locator = Locator(cube) if located else None
-    window_reader = WindowReader(cube, halo=overlap, norm=NormStats.from_meta(meta))
+    window_reader = WindowReader(cube, halo=overlap, norm=NormStats.from_meta(meta), plan=plan,
+                                 device=device_list[0])
 
     def emit(row0: int, col0: int, block: np.ndarray) -> None:  # blended logits of a finished block
         valid = window_reader.valid[row0:row0 + block.shape[1], col0:col0 + block.shape[2]]
