@@ -41,6 +41,13 @@ def test_two_pipeline_runs_at_once_match_runs_one_by_one(stac_api):
 
 def test_two_dashboard_sessions_run_at_once(stac_api, monkeypatch):
     """Two AppTest sessions (threads of one process, like two browser tabs on one server) press Run together."""
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.testing.v1 import app_test
+
+    # AppTest.run resets the class-wide PagesManager.uses_pages_directory to None before each run (a real server
+    # sets it once); a reset in one thread while the other starts its script makes that script run without the
+    # pages directory ("Could not find page"). The reset goes to a subclass here, the flag stays set.
+    monkeypatch.setattr(app_test, "PagesManager", type("PagesManager", (PagesManager,), {}))
     runs._store().clear()
     sessions = {}
     for name, bbox in (("west", WEST), ("east", EAST)):
