@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 
@@ -103,6 +103,26 @@ def uncertain_color(class_colors: Iterable[str]) -> str:
         return min((sum((a - b) ** 2 for a, b in zip(rgb, c, strict=True)) ** 0.5 for c in classes), default=441.0)
 
     return next((c for c in UNCERTAIN_COLORS if distance(c) >= DISTINCT_RGB), max(UNCERTAIN_COLORS, key=distance))
+
+
+#: Names of the class palettes: each legend's own colours, or a colour-blind-safe set.
+DEFAULT_PALETTE = "default"
+CVD_PALETTE = "colour-blind safe"
+PALETTES = (DEFAULT_PALETTE, CVD_PALETTE)
+#: Okabe & Ito's qualitative palette (https://jfly.uni-koeln.de/color/), distinct under protanopia,
+#: deuteranopia and tritanopia; black is left out (it stays free for "uncertain" and outlines). Classes take
+#: these in order of their id, so the default legend's six classes get six distinct colours.
+OKABE_ITO = ("#009e73", "#f0e442", "#e69f00", "#d55e00", "#56b4e9", "#cc79a7", "#0072b2")
+
+
+def palette_colors(colors: Mapping[int, str], palette: str = DEFAULT_PALETTE) -> dict[int, str]:
+    """Class colours in ``palette``: ``colors`` unchanged for the default, Okabe-Ito by class id (cycling
+    after seven classes) for the colour-blind-safe one."""
+    if palette not in PALETTES:
+        raise ValueError(f"unknown palette {palette!r}; choose one of {', '.join(PALETTES)}")
+    if palette == DEFAULT_PALETTE:
+        return dict(colors)
+    return {class_id: OKABE_ITO[i % len(OKABE_ITO)] for i, class_id in enumerate(sorted(colors))}
 
 
 #: CROPTYPE24 names of temporary crops -> index in CROP_LEGEND.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -57,14 +58,20 @@ def phenology_figure(pheno: pd.DataFrame, colors: Mapping[int, str]) -> go.Figur
 
 
 def pixel_ndvi_figure(times: Sequence, ndvi: Sequence[float], *, label: str, color: str = "#1565c0",
-                      reference: pd.DataFrame | None = None) -> go.Figure:
-    """The NDVI curve of one pixel; ``reference`` (phenology rows of its class) adds the class median."""
+                      reference: pd.DataFrame | None = None, month: Any | None = None) -> go.Figure:
+    """The NDVI curve of one pixel; ``reference`` (phenology rows of its class) adds the class median, ``month``
+    (one of ``times``) a vertical line: the month shown on the map."""
     fig = go.Figure()
     if reference is not None and len(reference):
         fig.add_trace(go.Scatter(x=reference["time"], y=reference["median"], mode="lines",
                                  name="class median", line={"color": "#9e9e9e", "dash": "dash"}))
     fig.add_trace(go.Scatter(x=list(times), y=np.asarray(ndvi, dtype=float), mode="lines+markers", name=label,
                              line={"color": color, "width": 3}))
+    if month is not None:
+        fig.add_shape(type="line", x0=month, x1=month, y0=0, y1=1, yref="paper",
+                      line={"color": "#333333", "width": 2, "dash": "dot"})
+        fig.add_annotation(x=month, y=1, yref="paper", text=f"{pd.Timestamp(month):%b %Y} on the map",
+                           showarrow=False, yanchor="bottom", font={"size": 13})
     fig.update_layout(title=f"NDVI of the clicked pixel: {label}", yaxis_title="NDVI", yaxis_range=NDVI_RANGE,
                       legend={"orientation": "h", "y": -0.15}, **_LAYOUT)
     return fig

@@ -27,7 +27,7 @@ import xarray as xr
 from cropcore.aoi import AOI
 from cropcore.errors import ConfigError
 from cropcore.inference.options import NODATA, UNCERTAIN
-from cropcore.legend import UNCERTAIN_NAME, uncertain_color
+from cropcore.legend import DEFAULT_PALETTE, UNCERTAIN_NAME, palette_colors, uncertain_color
 from cropcore.models.meta import ModelMeta
 from cropcore.products.export import MEMORY, write_cog, write_text_atomic
 from cropcore.products.stats import class_areas
@@ -69,9 +69,11 @@ def product_files(prediction: xr.Dataset) -> tuple[ProductFile, ...]:
     return tuple(f for f in FILES if f.key != "cropland" or "cropland" in prediction)
 
 
-def map_colors(meta: ModelMeta) -> dict[int, str]:
-    """Colour of every value of the map: the legend's classes and "uncertain"."""
-    return {**meta.colors, UNCERTAIN: uncertain_color(meta.colors.values())}
+def map_colors(meta: ModelMeta, palette: str = DEFAULT_PALETTE) -> dict[int, str]:
+    """Colour of every value of the map: the legend's classes (in ``palette``, see
+    :func:`cropcore.legend.palette_colors`) and "uncertain"."""
+    colors = palette_colors(meta.colors, palette)
+    return {**colors, UNCERTAIN: uncertain_color(colors.values())}
 
 
 def check_name(name: str) -> str:
@@ -82,11 +84,11 @@ def check_name(name: str) -> str:
 
 
 def _render(key: str, dst: Path | str, prediction: xr.Dataset, meta: ModelMeta, manifest: Mapping[str, Any],
-            aoi: AOI) -> bytes | Path:
+            aoi: AOI, palette: str = DEFAULT_PALETTE) -> bytes | Path:
     """Write one file of the product to ``dst`` (a path, or :data:`MEMORY` for bytes)."""
     tags = {"MANIFEST": manifest}
     if key == "map":
-        return write_cog(prediction["class"], dst, class_names=meta.class_names, colormap=map_colors(meta),
+        return write_cog(prediction["class"], dst, class_names=meta.class_names, colormap=map_colors(meta, palette),
                          nodata=NODATA, tags=tags, extra_classes={UNCERTAIN: UNCERTAIN_NAME})
     if key == "confidence":
         return write_cog(prediction["confidence"], dst,
@@ -105,24 +107,27 @@ def _render(key: str, dst: Path | str, prediction: xr.Dataset, meta: ModelMeta, 
 
 
 def product_bytes(prediction: xr.Dataset, meta: ModelMeta, *, manifest: Mapping[str, Any],
-                  aoi: AOI) -> dict[str, bytes]:
-    """Every file of the product in memory, by key (see :func:`product_files`)."""
-    return {f.key: _render(f.key, MEMORY, prediction, meta, manifest, aoi)  # type: ignore[misc]
+                  aoi: AOI, palette: str = DEFAULT_PALETTE) -> dict[str, bytes]:
+    """Every file of the product in memory, by key (see :func:`product_files`); ``palette`` colours the crop
+    map's colour table."""
+    return {f.key: _render(f.key, MEMORY, prediction, meta, manifest, aoi, palette)  # type: ignore[misc]
             for f in product_files(prediction)}
 
 
 def write_product(prediction: xr.Dataset, meta: ModelMeta, out: Path, *, manifest: Mapping[str, Any], aoi: AOI,
-                  name: str = "cropmap") -> dict[str, Path]:
+                  name: str = "cropmap", palette: str = DEFAULT_PALETTE) -> dict[str, Path]:
     """Write every file of the product into the folder ``out``; returns their paths by key.
 
-    ``name`` is a plain file name (no folder, no ``..``). Each file is written atomically; when one fails (or
-    the run is interrupted) the files this call already wrote are removed: all or nothing.
+    ``name`` is a plain file name (no folder, no ``..``); ``palette`` colours the crop map's colour table. Each
+    file is written atomically; when one fails (or the run is interrupted) the files this call already wrote are
+    removed: all or nothing.
     """
     check_name(name)
     written: dict[str, Path] = {}
     try:
         for f in product_files(prediction):
-            written[f.key] = _render(f.key, out / f.file_name(name), prediction, meta, manifest, aoi)  # type: ignore[assignment]
+            written[f.key] = _render(f.key, out / f.file_name(name), prediction, meta, manifest, aoi,
+                                     palette)  # type: ignore[assignment]
     except BaseException:
         for path in written.values():
             path.unlink(missing_ok=True)

@@ -1,5 +1,5 @@
-"""Widgets of the Analysis page: area per class, NDVI phenology per class, a clicked pixel's curve (uncertain
-pixels apart from every class)."""
+"""Widgets of the Analysis page: area per class, NDVI phenology per class, the season month by month on the map
+with a clicked pixel's curve (uncertain pixels apart from every class), in the session's palette."""
 
 from __future__ import annotations
 
@@ -7,15 +7,17 @@ import pandas as pd
 import streamlit as st
 
 from cropcore.inference.options import NODATA, UNCERTAIN
+from cropcore.legend import DEFAULT_PALETTE
 from cropcore.pipeline import RunResult
 from cropcore.products import plots
 from cropcore.products.product import map_colors
 from cropcore.products.stats import phenology
 from cropcore.ui import state
-from cropcore.ui.cropmap import areas, result_map
+from cropcore.ui.cropmap import areas
 from cropcore.ui.map import show_view_map
 from cropcore.ui.overlay import pixel_ndvi, xy_at
 from cropcore.ui.runs import BY_RUN
+from cropcore.ui.season import month_controls, season_map
 
 
 @st.cache_data(hash_funcs=BY_RUN, max_entries=16, show_spinner="Computing NDVI per class...")
@@ -24,10 +26,10 @@ def class_phenology(result: RunResult) -> pd.DataFrame:
     return phenology(result.reflectance, result.prediction["class"], result.meta.class_names, nodata=NODATA)
 
 
-def area_section(result: RunResult) -> None:
+def area_section(result: RunResult, palette: str = DEFAULT_PALETTE) -> None:
     """Bar chart and table of hectares and percent per class and of the uncertain pixels; the cropland total."""
     table = areas(result)
-    st.plotly_chart(plots.area_bar(table, map_colors(result.meta)), key="area_chart")
+    st.plotly_chart(plots.area_bar(table, map_colors(result.meta, palette)), key="area_chart")
     rows = table[table["kind"] != "total"]
     st.dataframe(rows.drop(columns="class_id"), hide_index=True, width="stretch", column_config={
         "hectares": st.column_config.NumberColumn("hectares", format="%.2f"),
@@ -43,21 +45,24 @@ def area_section(result: RunResult) -> None:
     st.caption(text)
 
 
-def phenology_section(result: RunResult) -> None:
+def phenology_section(result: RunResult, palette: str = DEFAULT_PALETTE) -> None:
     """NDVI median and inter-quartile band per class, and the medians as a class x month table."""
     pheno = class_phenology(result)
-    st.plotly_chart(plots.phenology_figure(pheno, map_colors(result.meta)), key="phenology_chart")
+    st.plotly_chart(plots.phenology_figure(pheno, map_colors(result.meta, palette)), key="phenology_chart")
     with st.expander("NDVI medians per class and month"):
         table = pheno.assign(month=pheno["time"].dt.strftime("%Y-%m")).pivot(
             index="class", columns="month", values="median")
         st.dataframe(table.round(3), width="stretch")
 
 
-def pixel_section(result: RunResult) -> None:
-    """A map to click on, and the NDVI curve of the clicked pixel beside its class median."""
+def pixel_section(result: RunResult, palette: str = DEFAULT_PALETTE) -> None:
+    """The season month by month on a map to click on (a month slider, true colour or NDVI), and the NDVI curve
+    of the clicked pixel beside its class median, the month on the map marked."""
+    step, layer = month_controls(result)
     map_col, curve_col = st.columns([2, 3], gap="medium")
     with map_col:
-        clicked = show_view_map(result_map(result, collapsed=True), key=state.ANALYSIS_MAP, height=420, clicks=True)
+        clicked = show_view_map(season_map(result, step, layer, palette=palette), key=state.ANALYSIS_MAP,
+                                height=420, clicks=True)
     with curve_col:
         classes = result.prediction["class"]
         xy = xy_at(classes, *clicked) if clicked else None
@@ -71,7 +76,8 @@ def pixel_section(result: RunResult) -> None:
         pheno = class_phenology(result)
         figure = plots.pixel_ndvi_figure(
             result.axis, pixel_ndvi(result.reflectance, *xy), label=label,
-            color=map_colors(result.meta).get(class_id, "#1565c0"), reference=pheno[pheno["class_id"] == class_id])
+            color=map_colors(result.meta, palette).get(class_id, "#1565c0"),
+            reference=pheno[pheno["class_id"] == class_id], month=result.axis[step])
         st.plotly_chart(figure, key="pixel_chart")
         cropland = int(pixel["cropland"]) if "cropland" in pixel else NODATA
         st.caption(f"Pixel at {clicked[0]:.5f} N, {clicked[1]:.5f} E (x {xy[0]:.0f}, y {xy[1]:.0f}, "

@@ -1,5 +1,6 @@
-"""The crop map on a Leaflet map: class, cropland, confidence and true-colour overlays, legend with "uncertain",
-the minimum-confidence slider and the layer switcher."""
+"""The crop map on a leafmap map: class, cropland, confidence and true-colour overlays, leafmap's legend and layer
+switcher, a swipe view (true colour | crop map), the legend with "uncertain" and shares beside the map, the
+minimum-confidence slider and the colour-blind-safe palette toggle."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import pandas as pd
 import streamlit as st
 from shapely.geometry import mapping
 
-from cropcore.inference.options import NODATA
+from cropcore.inference.options import NODATA, UNCERTAIN
+from cropcore.legend import DEFAULT_PALETTE, UNCERTAIN_NAME
 from cropcore.pipeline import RunResult
 from cropcore.products.product import map_colors
 from cropcore.products.stats import class_areas
 from cropcore.ui import runs, state
-from cropcore.ui.map import aoi_layer, base_map, fit_zoom, show_view_map
+from cropcore.ui.map import LEFT_PANE, RIGHT_PANE, aoi_layer, base_map, fit_zoom, image_layer, show_view_map
 from cropcore.ui.overlay import (
     Bounds,
     class_rgba,
@@ -26,10 +28,13 @@ from cropcore.ui.overlay import (
     to_web_mercator,
     true_colour,
 )
+from cropcore.ui.palette import palette_toggle
 from cropcore.ui.runs import BY_RUN
 
 MEDIAN = "season median"
 CROPLAND_CMAP = "YlOrBr"
+LAYERS, SWIPE = "Layers", "Swipe: true colour | crop map"
+TRUE_COLOUR, CROP_MAP = "Sentinel-2 true colour", "Crop map"
 
 
 @st.cache_data(hash_funcs=BY_RUN, max_entries=16, show_spinner=False)
@@ -40,10 +45,11 @@ def areas(result: RunResult) -> pd.DataFrame:
 
 
 @st.cache_data(hash_funcs=BY_RUN, max_entries=16, show_spinner=False)
-def class_image(result: RunResult) -> tuple[np.ndarray, Bounds]:
-    """RGBA class map (uncertain pixels in their own colour) in Web Mercator and its lon/lat corners."""
+def class_image(result: RunResult, palette: str = DEFAULT_PALETTE) -> tuple[np.ndarray, Bounds]:
+    """RGBA class map in ``palette`` (uncertain pixels in their own colour) in Web Mercator and its
+    lon/lat corners."""
     merc = to_web_mercator(result.prediction["class"], nodata=NODATA, categorical=True)
-    return class_rgba(merc.values, map_colors(result.meta), nodata=NODATA), latlon_bounds(merc)
+    return class_rgba(merc.values, map_colors(result.meta, palette), nodata=NODATA), latlon_bounds(merc)
 
 
 @st.cache_data(hash_funcs=BY_RUN, max_entries=16, show_spinner=False)
@@ -69,13 +75,16 @@ def true_colour_image(result: RunResult, step: int | None) -> tuple[np.ndarray, 
     return stretch(merc.values), latlon_bounds(merc)
 
 
-def display_controls(result: RunResult) -> tuple[float, int | None]:
-    """Opacity of the class map and the true-colour image's month."""
+def display_controls(result: RunResult) -> tuple[str, float, int | None]:
+    """The map view (layers or swipe), the class map's opacity and the true-colour image's month."""
+    view = st.radio("Map view", [LAYERS, SWIPE], key=state.MAP_VIEW, horizontal=True,
+                    help="Swipe: drag the divider (or focus it and use the arrow keys) to compare the Sentinel-2 "
+                         "true colour, left, with the crop map, right")
     opacity = st.slider("Crop map opacity", 0.0, 1.0, 0.75, step=0.05, key=state.OPACITY)
     steps = [MEDIAN, *[f"{t:%b %Y}" for t in result.axis]]
     picked = st.selectbox("Sentinel-2 true colour", steps, key=state.TRUE_COLOUR_STEP,
                           help="B04/B03/B02, 2-98 % stretch: the season's median or one monthly composite")
-    return opacity, None if picked == MEDIAN else steps.index(picked) - 1
+    return view, opacity, None if picked == MEDIAN else steps.index(picked) - 1
 
 
 def min_confidence_slider(result: RunResult) -> None:
@@ -93,21 +102,31 @@ def min_confidence_slider(result: RunResult) -> None:
     runs.set_min_confidence(result, value)
 
 
-def result_map(result: RunResult, *, opacity: float = 0.75, step: int | None = None,
-               collapsed: bool = False) -> folium.Map:
-    """A map of the run's area with switchable true-colour, crop-map, cropland and confidence overlays."""
+def legend_entries(result: RunResult, palette: str = DEFAULT_PALETTE) -> dict[str, str]:
+    """Class name -> colour for leafmap's legend on the map: the model's classes, then "uncertain"."""
+    by_id = map_colors(result.meta, palette)
+    names = {**dict(enumerate(result.meta.class_names)), UNCERTAIN: UNCERTAIN_NAME}
+    return {html.escape(names[i]): colour for i, colour in by_id.items() if i in names}
+
+
+def result_map(result: RunResult, *, opacity: float = 0.75, step: int | None = None, collapsed: bool = False,
+               palette: str = DEFAULT_PALETTE, swipe: bool = False) -> folium.Map:
+    """A map of the run's area with switchable true-colour, crop-map, cropland and confidence overlays and
+    leafmap's legend; ``swipe`` shows the true colour left of a divider and the crop map right of it."""
     geom = result.params.aoi.geometry
-    images = [
-        ("Sentinel-2 true colour", true_colour_image(result, step), 1.0, True),
-        ("Crop map", class_image(result), opacity, True),
-    ]
-    if "cropland" in result.prediction:
-        images.append(("Cropland (probability)", cropland_image(result), 0.85, False))
-    images.append(("Confidence (probability of the class)", confidence_image(result), 0.85, False))
-    layers = [folium.raster_layers.ImageOverlay(image, bounds=bounds, opacity=alpha, name=name, show=show)
-              for name, (image, bounds), alpha, show in images]
+    left, right = (LEFT_PANE, RIGHT_PANE) if swipe else (None, None)
+    layers = [image_layer(*true_colour_image(result, step), name=TRUE_COLOUR, pane=left),
+              image_layer(*class_image(result, palette), name=CROP_MAP, opacity=opacity, pane=right)]
+    if not swipe:
+        if "cropland" in result.prediction:
+            layers.append(image_layer(*cropland_image(result), name="Cropland (probability)", opacity=0.85,
+                                      show=False))
+        layers.append(image_layer(*confidence_image(result), name="Confidence (probability of the class)",
+                                  opacity=0.85, show=False))
     return base_map(geom.bounds, zoom=fit_zoom(geom.bounds, 600), draw=False,
-                    layers=[*layers, aoi_layer(mapping(geom))], collapsed=collapsed)
+                    layers=[*layers, aoi_layer(mapping(geom))], collapsed=collapsed,
+                    legend=legend_entries(result, palette), legend_title="Crop map",
+                    swipe=(layers[0], layers[1]) if swipe else None)
 
 
 def _legend_row(colour: str, name: str, percent: float, *, italic: bool = False) -> str:
@@ -117,10 +136,10 @@ def _legend_row(colour: str, name: str, percent: float, *, italic: bool = False)
             f'<span>{label}</span><span style="margin-left:auto;color:#666">{percent:.1f} %</span></div>')
 
 
-def legend(result: RunResult) -> None:
+def legend(result: RunResult, palette: str = DEFAULT_PALETTE) -> None:
     """Class colours and names with their share of the mapped area, "uncertain" apart, the cropland total."""
     table = areas(result)
-    colors = map_colors(result.meta)
+    colors = map_colors(result.meta, palette)
     rows = [_legend_row(colors[int(r.class_id)], str(r["class"]), r.percent, italic=r.kind == "uncertain")
             for _, r in table[table["kind"] != "total"].iterrows()]
     st.markdown(f"**Legend** ({result.meta.name})", help="Share of the mapped area in each class")
@@ -155,9 +174,11 @@ def show_run(last: RunResult | None, current: RunResult | None) -> None:
     failures(last)
     map_col, side_col = st.columns([5, 2], gap="medium")
     with side_col:
-        opacity, step = display_controls(last)
+        view, opacity, step = display_controls(last)
         min_confidence_slider(last)
+        palette = palette_toggle()
         result = runs.shown(last)
-        legend(result)
+        legend(result, palette)
     with map_col:
-        show_view_map(result_map(result, opacity=opacity, step=step), key=state.CROP_MAP)
+        show_view_map(result_map(result, opacity=opacity, step=step, palette=palette, swipe=view == SWIPE),
+                      key=state.CROP_MAP)

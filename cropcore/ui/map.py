@@ -1,4 +1,9 @@
-"""The dashboard's Leaflet map: offline assets, no basemap by default, a draw tool and footprints."""
+"""The dashboard's Leaflet maps, built with leafmap's folium backend: offline assets, no basemap by default, a
+draw tool, footprints, leafmap's legend, a swipe (side-by-side) view.
+
+``leafmap`` is imported on the first map, not with this module: it pulls in ipyleaflet, ipyvuetify and plotly
+express, about 2 s on a loaded machine, which pages without a map should not pay.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ from typing import Any
 import folium
 import folium.plugins
 import streamlit as st
-from branca.element import Element
+from branca.element import Element, MacroElement
+from jinja2 import Template
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit_folium import st_folium
 
@@ -23,6 +29,10 @@ OSM_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 OSM_ATTRIBUTION = "&copy; OpenStreetMap contributors"
 # Leaflet shows grey where no tile loads; a pale paper tone reads as "no basemap" rather than "broken".
 _BACKGROUND = "<style>.leaflet-container { background: #f3f1ea; }</style>"
+# leafmap's legend at a readable size, wrapping long class names instead of clipping them.
+_LEGEND_STYLE = ("<style>.maplegend .legend-scale ul li { font-size: 100%; line-height: 1.3; display: flex; "
+                 "align-items: center; } .maplegend ul.legend-labels li span { flex: none; height: 1em; "
+                 "width: 1.6em; } .maplegend .legend-scale ul { float: none; }</style>")
 
 
 def static_dir() -> Path:
@@ -52,13 +62,21 @@ def fit_zoom(bbox: Sequence[float], pixels: int = 400) -> int:
 
 
 def base_map(bbox: Sequence[float] = DEMO_BBOX, *, zoom: int = 15, draw: bool = True,
-             layers: Sequence[folium.map.Layer] = (), collapsed: bool = False) -> folium.Map:
-    """A map centred on ``bbox``: no basemap, OpenStreetMap as an opt-in online layer, the demo outline.
+             layers: Sequence[folium.map.Layer] = (), collapsed: bool = False,
+             legend: Mapping[str, str] | None = None, legend_title: str = "Legend",
+             swipe: tuple[folium.map.Layer, folium.map.Layer] | None = None) -> folium.Map:
+    """A leafmap map centred on ``bbox``: no basemap, OpenStreetMap as an opt-in online layer, the demo outline.
 
     ``layers`` go into the layer switcher (it must come after them: its script refers to them by name);
-    ``collapsed`` folds the switcher into an icon (small maps).
+    ``collapsed`` folds the switcher into an icon (small maps); ``legend`` (name -> colour) adds leafmap's
+    legend in the bottom-right corner. ``swipe`` (left, right), two of ``layers`` made by :func:`image_layer`
+    with ``pane`` :data:`LEFT_PANE` and :data:`RIGHT_PANE`, adds a divider (folium's SideBySideLayers, dragged
+    or moved with the arrow keys) showing the left layer left of it and the right one right of it.
     """
-    m = folium.Map(location=bbox_center(bbox), zoom_start=zoom, tiles=None, control_scale=True)
+    from leafmap.foliumap import Map
+
+    m = Map(location=bbox_center(bbox), zoom_start=zoom, tiles=None, scale_control=True, draw_control=False,
+            fullscreen_control=False, layers_control=False, height=None, width=None)
     m.get_root().header.add_child(Element(_BACKGROUND))
     folium.TileLayer(OSM_URL, attr=OSM_ATTRIBUTION, name="OpenStreetMap (online)", overlay=True,
                      show=False, max_zoom=19).add_to(m)
@@ -74,10 +92,43 @@ def base_map(bbox: Sequence[float] = DEMO_BBOX, *, zoom: int = 15, draw: bool = 
                           "rectangle": shape, "polygon": {**shape, "allowIntersection": False}},
             edit_options={"edit": False},
         ).add_to(m)
+    if swipe:
+        folium.map.CustomPane(LEFT_PANE, z_index=410).add_to(m)
+        folium.map.CustomPane(RIGHT_PANE, z_index=411).add_to(m)
+        _PaneContainers().add_to(m)
     for layer in layers:
         layer.add_to(m)
+    if swipe:
+        folium.plugins.SideBySideLayers(*swipe).add_to(m)
     folium.LayerControl(collapsed=collapsed).add_to(m)
+    if legend:
+        # Not draggable: leafmap's draggable legend loads jQuery UI from a CDN.
+        m.add_legend(title=legend_title, legend_dict=dict(legend), draggable=False, position="bottomright",
+                     style={"position": "static", "font-size": "15px", "max-width": "16em"})
+        m.get_root().header.add_child(Element(_LEGEND_STYLE))
     return m
+
+
+def image_layer(image: Any, bounds: Sequence[Sequence[float]], *, name: str, opacity: float = 1.0,
+                show: bool = True, pane: str | None = None) -> folium.raster_layers.ImageOverlay:
+    """An RGBA image overlay (optionally in a custom ``pane``, which :func:`add_swipe` clips)."""
+    options = {"pane": pane} if pane else {}
+    return folium.raster_layers.ImageOverlay(image, bounds=bounds, opacity=opacity, name=name, show=show,
+                                             **options)
+
+
+class _PaneContainers(MacroElement):
+    """Lets leaflet-side-by-side clip image overlays: their "container" is the pane they are drawn in."""
+
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+        L.ImageOverlay.include({getContainer: function () { return this.getPane(); }});
+        {% endmacro %}
+    """)
+
+
+#: Custom panes of the swipe view, above Leaflet's overlay pane (400) and below markers (600).
+LEFT_PANE, RIGHT_PANE = "swipe-left", "swipe-right"
 
 
 def footprints_layer(items: Iterable[Mapping[str, Any]], name: str = "Scene footprints") -> folium.FeatureGroup:

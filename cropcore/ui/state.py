@@ -19,6 +19,7 @@ LAST_UPLOAD = "cropcore.last_upload"  # last uploaded AOI seen (same purpose)
 RUN = "cropcore.run"  # RunResult of the last crop-map run (Crop map, Analysis, Export pages)
 MIN_CONFIDENCE = "cropcore.min_confidence"  # {checkpoint name: minimum confidence chosen on the Crop map page}
 OWN_MODEL = "cropcore.own_model"  # OwnModel of the last training on the Train page
+PALETTE = "cropcore.palette"  # class palette name (cropcore.legend.PALETTES) chosen in this session
 
 # Widget keys
 CATALOG_CHOICE = "widget.catalog_choice"
@@ -33,6 +34,10 @@ MODEL = "widget.model"
 OPACITY = "widget.opacity"
 TRUE_COLOUR_STEP = "widget.true_colour_step"
 CROP_MAP = "widget.crop_map"
+MAP_VIEW = "widget.map_view"
+PALETTE_TOGGLE = "widget.palette"
+SEASON_MONTH = "widget.season_month"
+SEASON_LAYER = "widget.season_layer"
 MIN_CONFIDENCE_SLIDER = "widget.min_confidence"  # + "." + checkpoint name
 CALIBRATION_MODEL = "widget.calibration_model"
 ANALYSIS_MAP = "widget.analysis_map"
