@@ -1,4 +1,5 @@
-"""``cropcore predict``: a crop map over an AOI, written as Cloud-Optimized GeoTIFFs."""
+"""``cropcore predict``: a crop map over an AOI, written as Cloud-Optimized GeoTIFFs; optionally per-parcel
+statistics of a parcel file (``--parcels``) and the map as field polygons (``--polygons``, ``--mmu``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ from cropcore.errors import ConfigError
 from cropcore.inference.options import InferenceOptions, check_min_confidence
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
     from cropcore.inference.calibrate import Decision
+    from cropcore.pipeline import RunResult
+    from cropcore.products.parcels import ParcelFile
 
 DEFAULTS = InferenceOptions()
 
@@ -43,6 +48,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="dask scheduler (tcp://host:8786) whose workers run the map's strips (default: "
                              "CROPCORE_DASK_SCHEDULER when it is an address, else this machine; docs/SCALING.md)")
+    parser.add_argument("--parcels", type=Path, metavar="FILE",
+                        help="fields (GeoJSON, GeoPackage, GeoParquet or zipped Shapefile): per-parcel statistics "
+                             "are written beside --out as <name>_parcels.gpkg and <name>_parcels.parquet")
+    parser.add_argument("--polygons", type=Path, metavar="FILE",
+                        help="write the map as field polygons too: .gpkg, .parquet or .geojson")
+    parser.add_argument("--mmu", type=float, metavar="HA",
+                        help="minimum mapping unit of --polygons in hectares: smaller specks are merged into their "
+                             "largest neighbour (default 0.1, cropcore.products.polygons.DEFAULT_MMU_HA)")
     parser.set_defaults(func=run)
 
 
@@ -60,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
             check_min_confidence(args.min_confidence)
         except ConfigError:
             raise ConfigError(f"--min-confidence must be between 0 and 1, got {args.min_confidence}") from None
+    parcels = check_vector_args(args)
     options = InferenceOptions(tile=args.tile, overlap=args.overlap, strip=args.strip, batch_size=args.batch_size,
                                devices=args.devices, amp=True if args.precision == "auto" else args.precision,
                                min_confidence=args.min_confidence, scheduler=args.scheduler)
@@ -76,16 +90,58 @@ def run(args: argparse.Namespace) -> int:
         result = run_pipeline(params, progress=progress, workdir=Path(workdir))
         bar.set_description_str("writing")
         paths = export_run(result, args.out.parent, name=args.out.stem)
+        extra, lines = vector_outputs(result, args, parcels, bar)
     for failure in result.failures:
         print(f"warning: could not read {failure.item_id}/{failure.asset}: {failure.reason}", file=sys.stderr)
     print(f"{len(result.search.items)} scenes, season {result.axis[0]:%Y-%m} to {result.axis[-1]:%Y-%m}, "
           f"model {result.meta.name}")
     print(summary(paths["areas"], result.decision))
-    for kind, path in paths.items():
+    for line in lines:
+        print(line)
+    for kind, path in {**paths, **extra}.items():
         print(f"{kind:>10}: {path}")
     print("   timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items()))
     print(f"    {format_energy(result.energy)}")
     return 0
+
+
+def check_vector_args(args: argparse.Namespace) -> ParcelFile | None:
+    """Check --parcels, --polygons and --mmu before the run (a bad one fails in a second, not after the map)."""
+    from cropcore.products.parcels import open_parcels
+    from cropcore.products.polygons import DEFAULT_MMU_HA, FORMATS, mmu_pixels
+
+    args.mmu = DEFAULT_MMU_HA if args.mmu is None else args.mmu
+    if args.polygons is not None and args.polygons.suffix.lower() not in FORMATS:
+        raise ConfigError(f"--polygons must name a .gpkg, .parquet or .geojson file, got {args.polygons}")
+    try:
+        mmu_pixels(args.mmu, 100.0)
+    except ConfigError:
+        raise ConfigError(f"--mmu must be 0 or more hectares, got {args.mmu}") from None
+    return open_parcels(args.parcels) if args.parcels is not None else None
+
+
+def vector_outputs(result: RunResult, args: argparse.Namespace, parcels: ParcelFile | None,
+                   bar: tqdm) -> tuple[dict[str, Path], list[str]]:
+    """Write the parcel statistics and the polygons asked for; their paths by kind, and one line about each."""
+    from cropcore.products.parcels import MapLayers, parcel_stats
+    from cropcore.products.polygons import vectorize, write_polygons
+
+    out: dict[str, Path] = {}
+    lines: list[str] = []
+    if parcels is not None:
+        bar.set_description_str("parcels")
+        stem = args.out.parent / f"{args.out.stem}_parcels"
+        done = parcel_stats(parcels, MapLayers.from_prediction(result.prediction, result.reflectance,
+                                                               result.meta.class_names),
+                            {"gpkg": stem.with_suffix(".gpkg"), "parquet": stem.with_suffix(".parquet")})
+        lines.append(f"   parcels: {done.line()} ({done.seconds:.1f} s)")
+        out.update({f"parcels_{k}": p for k, p in done.paths.items()})
+    if args.polygons is not None:
+        bar.set_description_str("polygons")
+        gdf, made = vectorize(result.prediction, result.meta.class_names, mmu_ha=args.mmu)
+        out["polygons"] = write_polygons(gdf, args.polygons)
+        lines.append(f"  polygons: {made.line()}")
+    return out, lines
 
 
 def summary(areas_csv: Path, decision: Decision) -> str:
