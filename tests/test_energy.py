@@ -128,3 +128,30 @@ def test_a_map_run_goes_on_when_the_tracker_fails(stac_api, monkeypatch):
     assert result.prediction["class"].size > 0
     assert result.manifest()["energy"] == {"measured": False, "reason": "OSError: power counters vanished",
                                            "stages": ["search", "load", "preprocess", "infer"]}
+
+
+def _spin(seconds: float) -> int:
+    """Keep one core busy in Python for ``seconds``."""
+    end, n = time.perf_counter() + seconds, 0
+    while time.perf_counter() < end:
+        n += 1
+    return n
+
+
+def test_the_cpu_estimate_follows_the_load_of_the_block(monkeypatch):
+    """Without power counters the CPU power is TDP x the process's mean load over the block (at least 10 % of the
+    TDP): a busy block costs what its CPU time says, relative to an idle one of the same length (codecarbon's own
+    reading, taken after the work, saw both idle)."""
+    monkeypatch.delenv("CROPCORE_ENERGY", raising=False)
+    with EnergyMeter("idle") as idle:
+        time.sleep(2)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    with EnergyMeter("busy") as busy:
+        _spin(2)
+    load = (time.process_time() - cpu0) / (time.perf_counter() - wall0) / os.cpu_count()
+    if not busy.record.methods["cpu"].startswith("estimated: TDP x mean CPU load"):
+        pytest.skip(f"this machine's CPU is not estimated from its load ({busy.record.methods['cpu']})")
+    if load < 0.2:
+        pytest.skip(f"the busy thread got {load:.0%} of the CPUs: the machine is too busy to tell load from idle")
+    per_second = busy.record.cpu_kwh / busy.record.seconds / (idle.record.cpu_kwh / idle.record.seconds)
+    assert per_second == pytest.approx(max(load, 0.1) / 0.1, rel=0.3)
