@@ -80,6 +80,7 @@ PAGES = (
     ("app.py", "Home", ":material/home:"),
     ("pages/1_Search.py", "Search", ":material/search:"),
     ("pages/2_Crop_map.py", "Crop map", ":material/map:"),
+    ("pages/3_Fields.py", "Fields", ":material/grid_on:"),
     ("pages/4_Analysis.py", "Analysis", ":material/monitoring:"),
     ("pages/5_Export.py", "Export", ":material/download:"),
     ("pages/6_Model.py", "Model", ":material/model_training:"),
