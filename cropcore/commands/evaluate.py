@@ -1,6 +1,7 @@
 """``cropcore evaluate --checkpoint CKPT --data PATH``: score a checkpoint on labelled point data.
 
-``PATH`` is a WorldCereal extraction (long or wide parquet) or a dl4sits CSV. ``--split test`` keeps only
+``PATH`` is a WorldCereal extraction (long or wide parquet) or a dl4sits CSV; for a patch classifier
+(``patch_*``, :mod:`cropcore.patches`) the BigEarthNet npz or a folder of patch folders. ``--split test`` keeps only
 the sample ids the checkpoint held out in training (the model card's numbers).
 """
 
@@ -25,13 +26,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Evaluate, print and save the report."""
+    from cropcore.patches.checkpoint import is_patch_checkpoint
     from cropcore.settings import home
     from cropcore.training import evaluate_file, format_report
 
-    report = evaluate_file(args.checkpoint, args.data, split=args.split)
     out = args.out or home() / "eval" / f"{Path(args.data[0]).stem}_{Path(str(args.checkpoint)).stem}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    if is_patch_checkpoint(args.checkpoint):
+        from cropcore.patches.evaluate import evaluate_patches, format_patch_report
+
+        report = evaluate_patches(args.checkpoint, args.data, split=args.split, roc_path=out.with_suffix(".png"))
+        text = format_patch_report(report)
+    else:
+        report = evaluate_file(args.checkpoint, args.data, split=args.split)
+        text = format_report(report)
     out.write_text(json.dumps(report, indent=2))
-    print(format_report(report))
+    print(text)
     print(f"report written to {out}")
     return 0

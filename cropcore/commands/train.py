@@ -44,6 +44,10 @@ def main(args: argparse.Namespace) -> int:
     given = [f"--{o.replace('_', '-')}" for o in LABEL_OPTIONS if getattr(args, o) not in (None, False)]
     if given:
         raise ConfigError(f"{', '.join(given)} only apply with --labels")
+    from cropcore.patches.config import is_patch_config
+
+    if is_patch_config(args.config):
+        return train_patches(args)
     from cropcore.training import format_report, load_config, run
 
     results = run(load_config(args.config), resume=args.resume, devices=args.devices)
@@ -54,6 +58,19 @@ def main(args: argparse.Namespace) -> int:
             print(f"== {title}\n{format_report(results[name])}")
     if results:
         print(f"train time {results['train_seconds']} s; split sizes {results['sizes']}")
+    return 0
+
+
+def train_patches(args: argparse.Namespace) -> int:
+    """Cross-validate a patch classifier (``configs/patch_*.yaml``) and print mean ± sd vs the majority class."""
+    from cropcore.patches.config import load_patch_config
+    from cropcore.patches.train import format_results, run
+
+    if args.resume is not None:
+        raise ConfigError("--resume does not apply to patch configs (each fold trains from scratch)")
+    results = run(load_patch_config(args.config), devices=1 if args.devices == "auto" else args.devices)
+    if results:
+        print(format_results(results))
     return 0
 
 
