@@ -18,6 +18,9 @@ power readings, to check the script itself).
    the monthly composite, gap filling and normalisation either on the CPU (numba, in the dask graph) or on the GPU
    (``preprocess_tensor``, its own CUDA stream; the CPU only decodes); *model alone*: the same batches of random
    values through the model. Time ratio end to end / model alone, and the time the model waited for input.
+5. Patch classifier, one GPU: ResNet-50 (original width 64, 12 bands, 120 x 120 px, 19 classes) inference and
+   training steps (BCE, SGD), fp32 vs AMP, batch 64 and 256 (``bench_patches.steps``): patches/s and GFLOP/s
+   (``--quick``: width 16, batch 2).
 """
 
 from __future__ import annotations
@@ -232,6 +235,34 @@ def end_to_end_rows(device: str, quick: bool) -> list[dict]:
     return rows
 
 
+def patch_rows(device: str, quick: bool) -> list[dict]:
+    """ResNet-50 patch classifier on one device: inference and training patches/s, fp32 vs AMP."""
+    from bench_patches import fastest, gflop, steps
+
+    from cropcore.inference.devices import autocast_dtype
+    from cropcore.patches.registry import build_patch_model
+
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    amp = autocast_dtype(device, True)
+    rows = []
+    for precision, dtype in (("fp32", None), *([(str(amp).removeprefix("torch."), amp)] if amp else [])):
+        for batch in (2,) if quick else (64, 256):
+            torch.manual_seed(0)
+            width = 16 if quick else 64  # quick: the shipped width, to check the script cheaply
+            model = build_patch_model("resnet50", in_channels=12, num_classes=19, width=width).to(device)
+            g_inf = gflop(model.eval(), torch.randn(1, 12, 120, 120, device=device), False)
+            infer, train = steps(model, device, batch, batch, dtype)
+            repeats = 2 if quick else 10
+            row = {"model": f"resnet50 (width {width})", "precision": precision, "batch": batch,
+                   "inference_patches_per_s": batch / fastest(infer, repeats, sync),
+                   "training_patches_per_s": batch / fastest(train, repeats, sync),
+                   "gflop_per_patch_inference": g_inf}
+            row["inference_gflop_per_s"] = g_inf * row["inference_patches_per_s"]
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="T=12 and one batch size only, short windows")
@@ -258,6 +289,7 @@ def main() -> None:
     result["model"] = model_rows(devices[0], args.quick, power)
     result["scaling"] = scaling_rows(devices, args.quick)
     result["end_to_end"] = end_to_end_rows(devices[0], args.quick)
+    result["patches"] = patch_rows(devices[0], args.quick)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"saved {args.out}")

@@ -4,6 +4,7 @@ measures whether the replicas stay identical (gradients after DDP's all-reduce, 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -51,3 +52,27 @@ class ReplicaCheck(pl.Callback):
                 "grad_max_diff": self.grad_diff, "weight_max_diff": float((weights - weights[0]).abs().max()),
                 "inputs_differ": self.inputs_differ,
             }))
+
+
+class StepTimer(pl.Callback):
+    """Writes to ``path`` (rank 0, JSON) the training throughput after ``skip`` warm-up steps: patches per
+    second over all ranks (``world x batch x steps / seconds``)."""
+
+    def __init__(self, path: str | Path, skip: int = 2) -> None:
+        self.path, self.skip = Path(path), skip
+        self.steps, self.start, self.batch = 0, 0.0, 0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch: object,
+                             batch_idx: int) -> None:
+        self.steps += 1
+        self.batch = len(batch[0])
+        if self.steps == self.skip + 1:
+            self.start = time.perf_counter()
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        timed = self.steps - self.skip - 1  # the last step's end is not seen here: count those started before it
+        seconds = time.perf_counter() - self.start
+        if trainer.is_global_zero and timed > 0:
+            self.path.write_text(json.dumps({
+                "world": trainer.world_size, "batch_per_process": self.batch, "timed_steps": timed + 1,
+                "seconds": seconds, "patches_per_s": trainer.world_size * self.batch * (timed + 1) / seconds}))
