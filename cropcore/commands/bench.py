@@ -1,4 +1,5 @@
-"""``cropcore bench load|model|infer|gpu|patches``: run a benchmark script of the source tree (``benchmarks/``)."""
+"""``cropcore bench load|model|infer|gpu|parcels|patches``: run a benchmark script of the source tree
+(``benchmarks/``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 from cropcore.errors import ConfigError
 from cropcore.settings import PROJECT_ROOT
 
-BENCHMARKS = ("load", "model", "infer", "gpu", "patches")
+BENCHMARKS = ("load", "model", "infer", "gpu", "parcels", "patches")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

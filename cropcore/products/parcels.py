@@ -235,6 +235,7 @@ def repair(geoms: np.ndarray) -> tuple[np.ndarray, list[str | None], np.ndarray]
     out = np.empty(len(geoms), dtype=object)
     reasons: list[str | None] = [None] * len(geoms)
     repaired = np.zeros(len(geoms), dtype=bool)
+    geoms = shapely.force_2d(geoms)
     kinds = shapely.get_type_id(geoms)  # -1 missing, 3 Polygon, 6 MultiPolygon
     plain = np.isin(kinds, (3, 6)) & shapely.is_valid(geoms) & ~shapely.is_empty(geoms)
     plain &= shapely.area(np.where(plain, geoms, None)) > 0
@@ -310,20 +311,29 @@ class _Batch:
         return np.flatnonzero(self.inside)
 
 
-def _prepare(geoms: np.ndarray, src: CRS, layers: MapLayers) -> _Batch:
+def _prepare(geoms: np.ndarray, src: CRS, layers: MapLayers, *, details: bool = True) -> _Batch:
+    """Repair and reproject a batch, find what touches the map and the window it covers; with ``details`` also
+    the areas and the shares outside the map."""
     out, reasons, repaired = repair(geoms)
     valid = np.array([g is not None for g in out], dtype=bool)
     on_map = np.full(len(out), None, dtype=object)
     on_map[valid] = _to_map(out[valid], src, layers.crs)
     extent = _extent(layers)
     area = np.full(len(out), np.nan)
-    area[valid] = layers.areas_ha(on_map[valid])
     inside = np.zeros(len(out), dtype=bool)
-    inside[valid] = shapely.intersects(on_map[valid], extent)
     outside_share = np.zeros(len(out))
-    if inside.any():
-        kept = shapely.area(shapely.intersection(on_map[inside], extent))
-        outside_share[inside] = 1 - kept / shapely.area(on_map[inside])
+    bounds = np.full((len(out), 4), np.nan)
+    bounds[valid] = shapely.bounds(on_map[valid])
+    x0, y0, x1, y1 = extent.bounds
+    within = (bounds[:, 0] >= x0) & (bounds[:, 1] >= y0) & (bounds[:, 2] <= x1) & (bounds[:, 3] <= y1)
+    border = valid & ~within
+    border[border] = shapely.intersects(on_map[border], extent)
+    inside = within | border
+    if details:
+        area[valid] = layers.areas_ha(on_map[valid])
+        if border.any():
+            kept = shapely.area(shapely.intersection(on_map[border], extent))
+            outside_share[border] = 1 - kept / shapely.area(on_map[border])
     window = None
     if inside.any():
         box = _pixel_bounds(on_map[inside], layers.transform, layers.shape)
@@ -339,10 +349,27 @@ def _extent(layers: MapLayers) -> shapely.Polygon:
     return shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
 
 
+def _geojson(geoms: np.ndarray) -> list[dict]:
+    """GeoJSON-like MultiPolygon dicts of polygonal geometries, built from shapely's vectorised accessors (about
+    10x faster than ``__geo_interface__`` one by one)."""
+    parts, part_of = shapely.get_parts(geoms, return_index=True)
+    rings, ring_of = shapely.get_rings(parts, return_index=True)
+    coords, coord_of = shapely.get_coordinates(rings, return_index=True)
+    ends = np.cumsum(np.bincount(coord_of, minlength=len(rings))).tolist()
+    points = coords.tolist()
+    polygons: list[list] = [[] for _ in range(len(parts))]
+    for start, end, polygon in zip([0, *ends[:-1]], ends, ring_of.tolist(), strict=True):
+        polygons[polygon].append(points[start:end])
+    out: list[dict] = [{"type": "MultiPolygon", "coordinates": []} for _ in range(len(geoms))]
+    for polygon, geom in zip(polygons, part_of.tolist(), strict=True):
+        out[geom]["coordinates"].append(polygon)
+    return out
+
+
 def _rasterize(geoms: np.ndarray, values: np.ndarray, window: Window, transform: Affine, *, dtype: str,
                add: bool = False) -> np.ndarray:
     return rasterio.features.rasterize(
-        zip(geoms, values.tolist(), strict=True), out_shape=(int(window.height), int(window.width)),
+        zip(_geojson(geoms), values.tolist(), strict=True), out_shape=(int(window.height), int(window.width)),
         transform=window_transform(window, transform), fill=0, dtype=dtype,
         merge_alg=MergeAlg.add if add else MergeAlg.replace)
 
@@ -351,17 +378,22 @@ def _rasterize(geoms: np.ndarray, values: np.ndarray, window: Window, transform:
 
 
 def _group_median(groups: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-    """Median of ``values`` per group 0..n-1 (NaN values skipped; NaN for empty groups)."""
+    """Median of ``values`` per group 0..n-1 (NaN values skipped; NaN for empty groups).
+
+    One sort of ``group + scaled value`` (the values mapped into [0, 0.5)) orders the values inside each group.
+    """
     ok = np.isfinite(values)
-    groups, values = groups[ok], values[ok]
-    order = np.lexsort((values, groups))
-    ordered = values[order]
+    groups, values = groups[ok], values[ok].astype(np.float64)
+    median = np.full(n, np.nan)
+    if not values.size:
+        return median
+    low, span = values.min(), np.ptp(values)
+    ordered = values[np.argsort(groups + 0.5 * (values - low) / (span if span > 0 else 1.0) * (1 - 1e-9))]
     counts = np.bincount(groups, minlength=n)
     starts = np.cumsum(counts) - counts
-    median = np.full(n, np.nan)
     has = counts > 0
     lo, hi = starts[has] + (counts[has] - 1) // 2, starts[has] + counts[has] // 2
-    median[has] = (ordered[lo].astype(float) + ordered[hi]) / 2
+    median[has] = (ordered[lo] + ordered[hi]) / 2
     return median
 
 
@@ -567,7 +599,7 @@ def _coverage(source: ParcelFile, layers: MapLayers, size: int) -> np.ndarray:
     """How many parcels cover each map pixel (centres), over all batches."""
     coverage = np.zeros(layers.shape, dtype=np.uint16)
     for _, geoms in read_batches(source, size):
-        batch = _prepare(geoms, source.crs, layers)
+        batch = _prepare(geoms, source.crs, layers, details=False)
         idx = batch.rasterisable()
         if batch.window is None or not len(idx):
             continue
