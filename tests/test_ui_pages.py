@@ -323,3 +323,63 @@ def test_model_page_shows_the_calibration_and_its_reliability_diagram(calibrated
     at.selectbox(key="widget.calibration_model").select("tempcnn_malformed").run()
     assert not at.exception
     assert "reliability measurements cannot be shown" in messages(at.warning)
+
+
+def overlay_images(fig: Any) -> list[str]:
+    """The data URLs of a map's image overlays, in order."""
+    return re.findall(r'L\.imageOverlay\(\s*"(data:image/png;base64,[^"]+)"', fig.get_root().render())
+
+
+def test_the_swipe_view_puts_true_colour_left_and_the_crop_map_right(demo_run, monkeypatch):
+    fake = FakeMap()
+    at = page(CROP_MAP, monkeypatch, fake, **{"cropcore.run": demo_run})
+    assert "sideBySide" not in fake.maps[-1].get_root().render()
+    at.radio(key="widget.map_view").set_value("Swipe: true colour | crop map").run()
+    assert not at.exception
+    html = fake.maps[-1].get_root().render()
+    assert "L.control.sideBySide(" in html and html.count("L.imageOverlay(") == 2
+    assert '"pane": "swipe-left"' in html and '"pane": "swipe-right"' in html
+    assert "maplegend" in html and "winter cereals" in html  # leafmap's legend on the map
+
+
+def test_the_month_slider_changes_the_overlay_and_marks_the_curve(demo_run, monkeypatch):
+    fake = FakeMap(CLICK)
+    at = page(ANALYSIS, monkeypatch, fake, **{"cropcore.run": demo_run})
+    assert not at.exception and not at.error, messages(at.error)
+    months = [f"{t:%b %Y}" for t in demo_run.axis]
+    slider = at.select_slider(key="widget.season_month")
+    assert slider.options == months and slider.value == months[0]
+    first = overlay_images(fake.maps[-1])
+    at.select_slider(key="widget.season_month").set_value(months[6]).run()
+    assert not at.exception
+    sixth = overlay_images(fake.maps[-1])
+    assert first[0] != sixth[0] and first[1] == sixth[1]  # the composite changed, the crop map did not
+    assert f"Sentinel-2 true colour {months[6]}" in fake.maps[-1].get_root().render()
+    chart = json.loads(at.get("plotly_chart")[2].proto.spec)
+    assert chart["layout"]["annotations"][0]["text"] == f"{months[6]} on the map"
+    at.radio(key="widget.season_layer").set_value("NDVI").run()
+    html = fake.maps[-1].get_root().render()
+    assert f"NDVI {months[6]}" in html and "very dense" in html  # NDVI overlay and its legend
+    assert overlay_images(fake.maps[-1])[0] != sixth[0]
+
+
+def test_the_colour_blind_safe_palette_colours_map_legend_and_plots(demo_run, monkeypatch):
+    from cropcore.legend import CVD_PALETTE, OKABE_ITO
+
+    fake = FakeMap(CLICK)
+    at = page(CROP_MAP, monkeypatch, fake, **{"cropcore.run": demo_run})
+    default_map = overlay_images(fake.maps[-1])[1]
+    at.toggle(key="widget.palette").set_value(True).run()
+    assert not at.exception and at.session_state["cropcore.palette"] == CVD_PALETTE
+    legend = messages(at.get("html"))
+    assert OKABE_ITO[2] in legend and demo_run.meta.colors[2] not in legend
+    assert overlay_images(fake.maps[-1])[1] != default_map
+    assert f"background:{OKABE_ITO[1]}" in fake.maps[-1].get_root().render()  # leafmap's legend on the map
+    # the Analysis page follows, its toggle on
+    at = page(ANALYSIS, monkeypatch, fake, **{"cropcore.run": demo_run, "cropcore.palette": CVD_PALETTE})
+    assert at.toggle(key="widget.palette").value is True
+    bars = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]
+    names = demo_run.meta.class_names
+    assert set(bars["marker"]["color"]) - {map_colors(demo_run.meta, CVD_PALETTE)[UNCERTAIN]} <= set(OKABE_ITO)
+    for name, colour in zip(bars["y"], bars["marker"]["color"], strict=True):
+        assert name == "uncertain" or colour == OKABE_ITO[names.index(name)]

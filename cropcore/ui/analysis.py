@@ -59,10 +59,13 @@ def pixel_section(result: RunResult, palette: str = DEFAULT_PALETTE) -> None:
     """The season month by month on a map to click on (a month slider, true colour or NDVI), and the NDVI curve
     of the clicked pixel beside its class median, the month on the map marked."""
     step, layer = month_controls(result)
-    map_col, curve_col = st.columns([2, 3], gap="medium")
+    map_col, curve_col = st.columns([1, 1], gap="medium")
     with map_col:
         clicked = show_view_map(season_map(result, step, layer, palette=palette), key=state.ANALYSIS_MAP,
-                                height=420, clicks=True)
+                                height=460, clicks=True)
+    if clicked is not None:
+        st.session_state[state.CLICKED] = clicked
+    clicked = st.session_state.get(state.CLICKED)  # a new month re-draws the map; the pixel stays
     with curve_col:
         classes = result.prediction["class"]
         xy = xy_at(classes, *clicked) if clicked else None

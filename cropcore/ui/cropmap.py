@@ -133,7 +133,8 @@ def _legend_row(colour: str, name: str, percent: float, *, italic: bool = False)
     label = f"<i>{html.escape(name)}</i>" if italic else html.escape(name)
     return (f'<div style="display:flex;align-items:center;gap:.5em;margin:.15em 0">'
             f'<span style="width:1.1em;height:1.1em;border:1px solid #555;background:{colour}"></span>'
-            f'<span>{label}</span><span style="margin-left:auto;color:#666">{percent:.1f} %</span></div>')
+            f'<span>{label}</span><span style="margin-left:auto;color:#666;white-space:nowrap">{percent:.1f} %</span>'
+            '</div>')
 
 
 def legend(result: RunResult, palette: str = DEFAULT_PALETTE) -> None:

@@ -29,10 +29,14 @@ OSM_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 OSM_ATTRIBUTION = "&copy; OpenStreetMap contributors"
 # Leaflet shows grey where no tile loads; a pale paper tone reads as "no basemap" rather than "broken".
 _BACKGROUND = "<style>.leaflet-container { background: #f3f1ea; }</style>"
-# leafmap's legend at a readable size, wrapping long class names instead of clipping them.
-_LEGEND_STYLE = ("<style>.maplegend .legend-scale ul li { font-size: 100%; line-height: 1.3; display: flex; "
-                 "align-items: center; } .maplegend ul.legend-labels li span { flex: none; height: 1em; "
-                 "width: 1.6em; } .maplegend .legend-scale ul { float: none; }</style>")
+# leafmap's legend at a readable size and wrapping inside its box (its own style, later in the page, floats the
+# list out of the box; a more specific selector wins).
+_LEGEND_STYLE = ("<style>.leaflet-control .maplegend { background: rgba(255, 255, 255, 0.92); } "
+                 ".leaflet-control .maplegend .legend-scale ul { float: none; margin: 0; } "
+                 ".leaflet-control .maplegend .legend-scale ul li { font-size: 100%; line-height: 1.3; "
+                 "display: flex; align-items: center; gap: .4em; } "
+                 ".leaflet-control .maplegend ul.legend-labels li span { float: none; flex: none; height: 1em; "
+                 "width: 1.6em; margin: 0; }</style>")
 
 
 def static_dir() -> Path:

@@ -19,9 +19,9 @@ def _keep() -> None:
 
 
 def palette_toggle() -> str:
-    """The "colour-blind-safe colours" toggle (it keeps its value across pages); returns the palette."""
+    """The "Colour-blind safe" toggle (it keeps its value across pages); returns the palette."""
     st.session_state[state.PALETTE_TOGGLE] = current_palette() == CVD_PALETTE  # widget state is dropped on other pages
-    st.toggle("Colour-blind-safe colours", key=state.PALETTE_TOGGLE, on_change=_keep,
+    st.toggle("Colour-blind safe", key=state.PALETTE_TOGGLE, on_change=_keep,
               help="Okabe-Ito colours for the classes, told apart with any colour vision, on the map, the legend "
                    "and the plots")
     return current_palette()

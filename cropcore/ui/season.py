@@ -70,6 +70,6 @@ def season_map(result: RunResult, step: int, layer: str, *, palette: str = DEFAU
         composite = image_layer(*true_colour_image(result, step), name=f"Sentinel-2 true colour {month}")
         legend, title = legend_entries(result, palette), "Crop map"
     crop = image_layer(*class_image(result, palette), name=CROP_MAP, opacity=0.75, show=False)
-    return base_map(geom.bounds, zoom=fit_zoom(geom.bounds, 420), draw=False,
+    return base_map(geom.bounds, zoom=fit_zoom(geom.bounds, 380), draw=False,
                     layers=[composite, crop, aoi_layer(mapping(geom))], collapsed=True, legend=legend,
                     legend_title=title)

@@ -19,6 +19,7 @@ LAST_UPLOAD = "cropcore.last_upload"  # last uploaded AOI seen (same purpose)
 RUN = "cropcore.run"  # RunResult of the last crop-map run (Crop map, Analysis, Export pages)
 MIN_CONFIDENCE = "cropcore.min_confidence"  # {checkpoint name: minimum confidence chosen on the Crop map page}
 OWN_MODEL = "cropcore.own_model"  # OwnModel of the last training on the Train page
+CLICKED = "cropcore.clicked"  # (lat, lon) last clicked on the Analysis map
 PALETTE = "cropcore.palette"  # class palette name (cropcore.legend.PALETTES) chosen in this session
 
 # Widget keys

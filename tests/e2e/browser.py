@@ -68,12 +68,46 @@ def _browser_page(dashboard):
         browser.close()
 
 
+def block_network(page) -> list[str]:
+    """Abort every later request of ``page`` to anything but the local server; returns those attempted.
+
+    Call it once the app is up: routing from the very first request stalls Streamlit's start-up in Chromium
+    (its shell never connects). The requests before are in ``browser_page``'s list, which tests check too.
+    """
+    blocked: list[str] = []
+
+    def route(r) -> None:
+        if r.request.url.startswith(LOCAL):
+            r.continue_()
+        else:
+            blocked.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    return blocked
+
+
+def zoom_200(page) -> None:
+    """Lay ``page`` out as Chromium does at 200 % zoom: half the CSS pixels, two device pixels each."""
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"] // 2, "height": size["height"] // 2})
+    page.context.new_cdp_session(page).send("Emulation.setDeviceMetricsOverride", {
+        "width": size["width"] // 2, "height": size["height"] // 2, "deviceScaleFactor": 2, "mobile": False})
+
+
+def zoom_100(page) -> None:
+    """Undo :func:`zoom_200`."""
+    size = page.viewport_size
+    page.context.new_cdp_session(page).send("Emulation.clearDeviceMetricsOverride")
+    page.set_viewport_size({"width": size["width"] * 2, "height": size["height"] * 2})
+
+
 def draw_rectangle_and_search(page) -> None:
     """Draw a rectangle around the centre of the Search map (over the demo area) and search."""
     iframe = page.locator(MAP)
     frame = page.frame_locator(MAP)
     rectangle_tool = frame.locator(".leaflet-draw-draw-rectangle")
-    rectangle_tool.wait_for(timeout=30_000)
+    rectangle_tool.wait_for(timeout=90_000)  # the first map of a new server imports leafmap (seconds)
     # The map really rendered: Leaflet drew the demo-area outline as an SVG path.
     assert frame.locator("path.leaflet-interactive").count() >= 1
 
