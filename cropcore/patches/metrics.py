@@ -4,6 +4,7 @@ majority-class baselines they are compared with."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,9 @@ def multilabel_report(probs: np.ndarray, target: np.ndarray, thresholds: list[fl
     pred = (p > torch.tensor(thresholds)).long()
     present = t.sum(0) > 0
     per_f1 = MultilabelF1Score(num_labels=k, average="none", threshold=0.5)(pred.float(), t)
-    ap = MultilabelAveragePrecision(num_labels=k, average="none")(p, t)
+    with warnings.catch_warnings():  # absent classes: AP undefined, reported as None below
+        warnings.filterwarnings("ignore", message="No positive samples found")
+        ap = MultilabelAveragePrecision(num_labels=k, average="none")(p, t)
     return {
         "n": len(t),
         "micro_f1": float(MultilabelF1Score(num_labels=k, average="micro", threshold=0.5)(pred.float(), t)),
