@@ -25,6 +25,8 @@ from cropcore.ui.assets import localize
 #: The WorldCereal demo patch in Belgium (west, south, east, north).
 DEMO_BBOX = (5.3189, 50.6286, 5.3334, 50.6378)
 
+#: Custom panes of the swipe view: above the tiles (200), below the outlines in Leaflet's overlay pane (400).
+LEFT_PANE, RIGHT_PANE = "swipe-left", "swipe-right"
 OSM_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 OSM_ATTRIBUTION = "&copy; OpenStreetMap contributors"
 # Leaflet shows grey where no tile loads; a pale paper tone reads as "no basemap" rather than "broken".
@@ -97,8 +99,8 @@ def base_map(bbox: Sequence[float] = DEMO_BBOX, *, zoom: int = 15, draw: bool = 
             edit_options={"edit": False},
         ).add_to(m)
     if swipe:
-        folium.map.CustomPane(LEFT_PANE, z_index=410).add_to(m)
-        folium.map.CustomPane(RIGHT_PANE, z_index=411).add_to(m)
+        folium.map.CustomPane(LEFT_PANE, z_index=350).add_to(m)
+        folium.map.CustomPane(RIGHT_PANE, z_index=351).add_to(m)
         _PaneContainers().add_to(m)
     for layer in layers:
         layer.add_to(m)
@@ -115,7 +117,8 @@ def base_map(bbox: Sequence[float] = DEMO_BBOX, *, zoom: int = 15, draw: bool = 
 
 def image_layer(image: Any, bounds: Sequence[Sequence[float]], *, name: str, opacity: float = 1.0,
                 show: bool = True, pane: str | None = None) -> folium.raster_layers.ImageOverlay:
-    """An RGBA image overlay (optionally in a custom ``pane``, which :func:`add_swipe` clips)."""
+    """An RGBA image overlay, optionally in a custom ``pane`` (:data:`LEFT_PANE`, :data:`RIGHT_PANE`: the swipe
+    view of :func:`base_map` clips those)."""
     options = {"pane": pane} if pane else {}
     return folium.raster_layers.ImageOverlay(image, bounds=bounds, opacity=opacity, name=name, show=show,
                                              **options)
@@ -129,10 +132,6 @@ class _PaneContainers(MacroElement):
         L.ImageOverlay.include({getContainer: function () { return this.getPane(); }});
         {% endmacro %}
     """)
-
-
-#: Custom panes of the swipe view, above Leaflet's overlay pane (400) and below markers (600).
-LEFT_PANE, RIGHT_PANE = "swipe-left", "swipe-right"
 
 
 def footprints_layer(items: Iterable[Mapping[str, Any]], name: str = "Scene footprints") -> folium.FeatureGroup:

@@ -102,6 +102,14 @@ def zoom_100(page) -> None:
     page.set_viewport_size({"width": size["width"] * 2, "height": size["height"] * 2})
 
 
+def settled_map(page):
+    """The map's frame once Streamlit's rerun is over (a re-drawn map comes after the old one, which then goes)."""
+    for _ in range(2):
+        page.wait_for_function(f"document.querySelectorAll('{MAP}').length === 1", timeout=60_000)
+        page.wait_for_timeout(700)
+    return page.frame_locator(MAP).last
+
+
 def draw_rectangle_and_search(page) -> None:
     """Draw a rectangle around the centre of the Search map (over the demo area) and search."""
     iframe = page.locator(MAP)

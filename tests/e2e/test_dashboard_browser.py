@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import rasterio
-from browser import ARTIFACTS, LOCAL, MAP, draw_rectangle_and_search, open_page
+from browser import ARTIFACTS, LOCAL, draw_rectangle_and_search, open_page, settled_map
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.e2e
 
@@ -32,10 +33,10 @@ def test_draw_search_map_analyse_and_download(dashboard, browser_page, tmp_path:
     open_page(page, "Crop map")
     page.get_by_role("button", name="Run the crop map").click()
     page.get_by_text(re.compile(r"^Crop map ready in")).wait_for(timeout=90_000)
-    frame = page.frame_locator(MAP)
+    frame = settled_map(page)
     # True colour and crop map are on (cropland and confidence wait in the layer switcher), with the legend beside.
     frame.locator("img.leaflet-image-layer").nth(1).wait_for(timeout=30_000)
-    assert frame.locator("img.leaflet-image-layer").count() == 2
+    expect(frame.locator("img.leaflet-image-layer")).to_have_count(2)
     overlays = frame.locator(".leaflet-control-layers-overlays")
     assert overlays.get_by_text("Confidence").count() == 1 and overlays.get_by_text("Cropland").count() == 1
     page.locator(".cropcore-legend").get_by_text("winter cereals").wait_for()
@@ -53,9 +54,10 @@ def test_draw_search_map_analyse_and_download(dashboard, browser_page, tmp_path:
     page.wait_for_load_state("networkidle")
     page.wait_for_timeout(1500)
     page.screenshot(path=str(ARTIFACTS / "crop_map_uncertain_e2e.png"), full_page=True)
-    frame = page.frame_locator(MAP).last  # the map as re-drawn for the new threshold
+    frame = settled_map(page)  # the map as re-drawn for the new threshold
+    frame.locator("img.leaflet-image-layer").nth(1).wait_for(timeout=30_000)
     frame.locator(".leaflet-control-layers-overlays").get_by_text("Cropland").click()
-    assert frame.locator("img.leaflet-image-layer").count() == 3
+    expect(frame.locator("img.leaflet-image-layer")).to_have_count(3)
     page.wait_for_timeout(500)
     page.screenshot(path=str(ARTIFACTS / "crop_map_cropland_e2e.png"), full_page=True)
     frame.locator(".leaflet-control-layers-overlays").get_by_text("Cropland").click()
@@ -63,7 +65,7 @@ def test_draw_search_map_analyse_and_download(dashboard, browser_page, tmp_path:
     frame.locator("img.leaflet-image-layer").nth(1).wait_for(timeout=30_000)
     switcher = frame.locator(".leaflet-control-layers-overlays")
     switcher.get_by_text("Crop map", exact=True).click()
-    assert frame.locator("img.leaflet-image-layer").count() == 1
+    expect(frame.locator("img.leaflet-image-layer")).to_have_count(1)
     page.wait_for_timeout(500)
     page.screenshot(path=str(ARTIFACTS / "crop_map_true_colour_e2e.png"), full_page=True)
     switcher.get_by_text("Crop map", exact=True).click()
@@ -74,11 +76,9 @@ def test_draw_search_map_analyse_and_download(dashboard, browser_page, tmp_path:
     page.get_by_text("Click a pixel").wait_for(timeout=30_000)
     page.wait_for_timeout(1000)
     page.screenshot(path=str(ARTIFACTS / "analysis_plots_e2e.png"), full_page=True)
-    iframe = page.locator(MAP)
-    iframe.scroll_into_view_if_needed()
-    page.frame_locator(MAP).locator("img.leaflet-image-layer").nth(1).wait_for(timeout=30_000)
-    box = iframe.bounding_box()
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # the map is fitted on the AOI
+    frame = settled_map(page)
+    frame.locator("img.leaflet-image-layer").first.wait_for(timeout=30_000)  # the month's composite
+    frame.locator(".leaflet-container").click()  # its centre: the map is fitted on the AOI
     page.get_by_text(re.compile(r"^Pixel at")).wait_for(timeout=30_000)
     assert plots.count() == 3
     page.wait_for_timeout(1000)

@@ -8,19 +8,21 @@ import re
 from itertools import pairwise
 
 import pytest
-from browser import ARTIFACTS, LOCAL, MAP, block_network, draw_rectangle_and_search, open_page, zoom_100, zoom_200
+from browser import (
+    ARTIFACTS,
+    LOCAL,
+    MAP,
+    block_network,
+    draw_rectangle_and_search,
+    open_page,
+    settled_map,
+    zoom_100,
+    zoom_200,
+)
 
 pytestmark = pytest.mark.e2e
 
 OKABE_GREEN = "rgb(0, 158, 115)"  # Okabe-Ito bluish green, the first class in the colour-blind-safe palette
-
-
-def the_map(page):
-    """The map's frame, once the rerun is over (a re-drawn map comes after the old one, which then goes)."""
-    for _ in range(2):
-        page.wait_for_function(f"document.querySelectorAll('{MAP}').length === 1", timeout=60_000)
-        page.wait_for_timeout(700)
-    return page.frame_locator(MAP).last
 
 
 def clips(frame) -> tuple[str, str]:
@@ -76,14 +78,14 @@ def test_maps_offline_swipe_month_slider_keyboard_and_zoom(dashboard, browser_pa
     open_page(page, "Crop map")
     page.get_by_role("button", name="Run the crop map").click()
     page.get_by_text(re.compile(r"^Crop map ready in")).wait_for(timeout=90_000)
-    frame = the_map(page)
+    frame = settled_map(page)
     frame.locator("img.leaflet-image-layer").nth(1).wait_for(timeout=30_000)
     frame.locator(".maplegend").get_by_text("winter cereals").wait_for()  # leafmap's legend on the map
 
     # Swipe: true colour left, crop map right; drag the divider, then move it with the keyboard.
     page.get_by_text("Swipe: true colour | crop map").click()
     page.wait_for_timeout(1000)
-    frame = the_map(page)
+    frame = settled_map(page)
     divider = frame.locator(".leaflet-sbs-divider")
     divider.wait_for(timeout=30_000)
     page.wait_for_timeout(1000)
@@ -121,7 +123,7 @@ def test_maps_offline_swipe_month_slider_keyboard_and_zoom(dashboard, browser_pa
         f".backgroundColor === '{OKABE_GREEN}'", timeout=30_000)
     assert swatch.evaluate("e => getComputedStyle(e).backgroundColor") == OKABE_GREEN
     page.wait_for_timeout(1500)
-    frame = the_map(page)
+    frame = settled_map(page)
     page.screenshot(path=str(ARTIFACTS / "maps_palette_e2e.png"), full_page=True)
     # Leaflet's own controls take the focus too (links and the layer switcher's checkboxes).
     zoom_in = frame.locator(".leaflet-control-zoom-in")
@@ -131,7 +133,7 @@ def test_maps_offline_swipe_month_slider_keyboard_and_zoom(dashboard, browser_pa
     # 200 % zoom: the legends beside and on the map still read.
     page.get_by_text("Layers", exact=True).click()
     page.wait_for_timeout(1000)
-    frame = the_map(page)
+    frame = settled_map(page)
     frame.locator("img.leaflet-image-layer").nth(1).wait_for(timeout=30_000)
     zoom_200(page)
     page.wait_for_timeout(2000)
@@ -144,7 +146,7 @@ def test_maps_offline_swipe_month_slider_keyboard_and_zoom(dashboard, browser_pa
 
     # The season month by month: the slider changes the month and the image; a click gives the curve.
     open_page(page, "Analysis")
-    frame = the_map(page)
+    frame = settled_map(page)
     image = frame.locator("img.leaflet-image-layer").first
     image.wait_for(timeout=30_000)
     first = image.get_attribute("src")
@@ -163,11 +165,11 @@ def test_maps_offline_swipe_month_slider_keyboard_and_zoom(dashboard, browser_pa
     shown = month.get_attribute("aria-valuetext")
     assert shown != start
     page.wait_for_timeout(1500)
-    the_map(page).locator(".leaflet-container").click()  # its centre: the map is fitted on the area
+    settled_map(page).locator(".leaflet-container").click()  # its centre: the map is fitted on the area
     page.get_by_text(re.compile(r"^Pixel at")).wait_for(timeout=30_000)
     page.locator(".js-plotly-plot").get_by_text(f"{shown} on the map").wait_for(timeout=30_000)
     page.get_by_test_id("stRadioGroup").get_by_text("NDVI", exact=True).click()
-    the_map(page).locator(".maplegend").get_by_text("very dense", exact=False).wait_for(timeout=30_000)
+    settled_map(page).locator(".maplegend").get_by_text("very dense", exact=False).wait_for(timeout=30_000)
     page.get_by_text(re.compile(r"^Pixel at")).wait_for(timeout=30_000)  # the pixel stays with a new image
     page.wait_for_timeout(1500)
     page.screenshot(path=str(ARTIFACTS / "maps_month_slider_e2e.png"), full_page=True)
