@@ -103,6 +103,7 @@ def test_upload_parcels_see_the_table_the_map_and_a_parcel_curve(demo_run, monke
     assert not any(c.startswith("ndvi_") for c in rows.columns)
     html = fake.maps[-1].get_root().render()
     assert "Parcels (majority class)" in html and "Field polygons (vectorised map)" in html
+    assert html.count('"pane": "shadowPane"') == 2  # parcels and polygons above the imagery and the crop map
     colors = map_colors(demo_run.meta)
     majority = rows.loc[rows["status"] == "ok", "class_id"].astype(int)
     assert all(colors[c] in html for c in majority)

@@ -179,6 +179,8 @@ def open_parcels(path: Path | str) -> ParcelFile:
         if not geo:
             raise ConfigError(f"{path.name} is Parquet without GeoParquet metadata (no geometry column)")
         crs = geo["columns"][geo["primary_column"]].get("crs", "OGC:CRS84")
+        if count == 0:
+            raise ConfigError(f"{path.name} holds no parcels")
         return ParcelFile(path, kind, CRS.from_user_input(crs or "OGC:CRS84"), count)
     try:
         layers = pyogrio.list_layers(path)
@@ -193,6 +195,8 @@ def open_parcels(path: Path | str) -> ParcelFile:
                           "save it with its CRS in QGIS)")
     note = f"read layer {layers[0][0]!r} of {len(layers)}" if len(layers) > 1 else None
     count = info["features"] if info["features"] >= 0 else None
+    if count == 0:
+        raise ConfigError(f"{path.name} holds no parcels")
     return ParcelFile(path, kind, CRS.from_user_input(info["crs"]), count, note)
 
 
@@ -320,7 +324,6 @@ def _prepare(geoms: np.ndarray, src: CRS, layers: MapLayers, *, details: bool = 
     on_map[valid] = _to_map(out[valid], src, layers.crs)
     extent = _extent(layers)
     area = np.full(len(out), np.nan)
-    inside = np.zeros(len(out), dtype=bool)
     outside_share = np.zeros(len(out))
     bounds = np.full((len(out), 4), np.nan)
     bounds[valid] = shapely.bounds(on_map[valid])

@@ -37,6 +37,10 @@ FIELDS_MAP = "widget.fields_map"
 #: Parcels drawn on the map at most (all are in the table and the downloads).
 MAX_DRAWN = 3000
 NO_CLASS = "#9e9e9e"
+#: Leaflet's shadow pane (z-index 500) is above the image overlays (400): parcels and polygons are drawn over the
+#: imagery and the crop map, not under them.
+VECTOR_PANE = "shadowPane"
+CLICKED = "cropcore.fields_clicked"  # (parcel file name, last clicked (lat, lon)): kept across reruns
 _log = logging.getLogger(__name__)
 
 
@@ -127,6 +131,7 @@ def parcels_layer(parcels: Parcels, colors: dict[int, str]) -> folium.FeatureGro
                                       "dashArray": None if f["properties"]["status"] in (OK, TINY) else "4 4"},
             tooltip=folium.GeoJsonTooltip(["parcel", "class", "majority_share", "status"],
                                           aliases=["parcel", "majority class", "share %", "status"]),
+            pane=VECTOR_PANE,
         ).add_to(group)
     return group
 
@@ -140,7 +145,8 @@ def polygons_layer(gdf: gpd.GeoDataFrame, colors: dict[int, str]) -> folium.Feat
                              area_ha=shown["area_ha"].round(2))
         folium.GeoJson(shown.__geo_interface__,
                        style_function=lambda f: {"color": f["properties"]["colour"], "weight": 2, "fillOpacity": 0},
-                       tooltip=folium.GeoJsonTooltip(["class", "area_ha"], aliases=["class", "ha"])).add_to(group)
+                       tooltip=folium.GeoJsonTooltip(["class", "area_ha"], aliases=["class", "ha"]),
+                       pane=VECTOR_PANE).add_to(group)
     return group
 
 
@@ -154,7 +160,7 @@ def fields_map(result: RunResult, parcels: Parcels | None, polygons: gpd.GeoData
               aoi_layer(mapping(geom)), polygons_layer(polygons, colors)]
     if parcels is not None:
         layers.append(parcels_layer(parcels, colors))
-    return base_map(geom.bounds, zoom=fit_zoom(geom.bounds, 600), draw=False, layers=layers,
+    return base_map(geom.bounds, zoom=fit_zoom(geom.bounds, 450), draw=False, layers=layers, collapsed=True,
                     legend=legend_entries(result, palette), legend_title="Majority class")
 
 
@@ -237,6 +243,17 @@ def mmu_input() -> float:
              "No-data pixels form no polygon; uncertain pixels form polygons of class 'uncertain'."))
 
 
+def remembered_click(parcels: Parcels | None, clicked: tuple[float, float] | None) -> tuple[float, float] | None:
+    """The last click on the map for this parcel file: a redrawn map (new MMU, new threshold) forgets its own."""
+    if parcels is None:
+        return None
+    if clicked is not None:
+        st.session_state[CLICKED] = (parcels.name, clicked)
+        return clicked
+    name, point = st.session_state.get(CLICKED, (None, None))
+    return point if name == parcels.name else None
+
+
 def page(result: RunResult) -> None:
     """The Fields page for a run: upload and MMU, the parcel table, the map with a clicked parcel's curve,
     the downloads."""
@@ -252,8 +269,9 @@ def page(result: RunResult) -> None:
         table(parcels)
     map_col, curve_col = st.columns([3, 2], gap="medium")
     with map_col:
-        clicked = show_view_map(fields_map(result, parcels, polygons, palette), key=FIELDS_MAP, height=520,
+        clicked = show_view_map(fields_map(result, parcels, polygons, palette), key=FIELDS_MAP, height=560,
                                 clicks=True)
+        clicked = remembered_click(parcels, clicked)
         if parcels is not None and len(parcels.rows) > MAX_DRAWN:
             st.caption(f"The first {MAX_DRAWN:,} of {len(parcels.rows):,} parcels are drawn; the table and the "
                        "downloads hold them all.")
