@@ -130,7 +130,8 @@ def parcels_layer(parcels: Parcels, colors: dict[int, str]) -> folium.FeatureGro
                                       "fillOpacity": 0.7 if f["properties"]["status"] in (OK, TINY) else 0.15,
                                       "dashArray": None if f["properties"]["status"] in (OK, TINY) else "4 4"},
             tooltip=folium.GeoJsonTooltip(["parcel", "class", "majority_share", "status"],
-                                          aliases=["parcel", "majority class", "share %", "status"]),
+                                          aliases=["parcel", "majority class", "share %", "status"],
+                                          direction="top"),  # "auto" put it off the map's left edge
             pane=VECTOR_PANE,
         ).add_to(group)
     return group

@@ -15,7 +15,7 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import shapely
-from browser import ARTIFACTS, LOCAL, MAP, draw_rectangle_and_search, open_page
+from browser import ARTIFACTS, LOCAL, MAP, draw_rectangle_and_search, open_page, settled_map
 
 pytestmark = pytest.mark.e2e
 
@@ -59,7 +59,7 @@ def test_upload_parcels_click_one_and_download(dashboard, browser_page, tmp_path
     summary.wait_for(timeout=60_000)
     assert "outside the map (no statistics)" in summary.inner_text()
     page.locator('[data-testid="stDataFrame"]').wait_for()
-    frame = page.frame_locator(MAP)
+    frame = settled_map(page)  # the map re-drawn with the parcels
     switcher = frame.locator(".leaflet-control-layers-overlays")
     switcher.get_by_text("Parcels (majority class)").wait_for(state="attached", timeout=60_000)
     assert frame.locator("path.leaflet-interactive").count() >= 16  # the parcels (and the demo and AOI outlines)
