@@ -61,10 +61,12 @@ def pixel_section(result: RunResult, palette: str = DEFAULT_PALETTE) -> None:
     step, layer = month_controls(result)
     map_col, curve_col = st.columns([1, 1], gap="medium")
     with map_col:
-        clicked = show_view_map(season_map(result, step, layer, palette=palette), key=state.ANALYSIS_MAP,
-                                height=460, clicks=True)
-    if clicked is not None:
+        clicked = show_view_map(season_map(result, step, layer, palette=palette,
+                                           clicked=st.session_state.get(state.CLICKED)),
+                                key=state.ANALYSIS_MAP, height=460, clicks=True)
+    if clicked is not None and clicked != st.session_state.get(state.CLICKED):
         st.session_state[state.CLICKED] = clicked
+        st.rerun()  # to mark it on the map
     clicked = st.session_state.get(state.CLICKED)  # a new month re-draws the map; the pixel stays
     with curve_col:
         classes = result.prediction["class"]

@@ -59,8 +59,10 @@ def month_controls(result: RunResult) -> tuple[int, str]:
     return months.index(picked), layer
 
 
-def season_map(result: RunResult, step: int, layer: str, *, palette: str = DEFAULT_PALETTE) -> folium.Map:
-    """The run's area with one month's composite (true colour or NDVI) on, the crop map in the switcher."""
+def season_map(result: RunResult, step: int, layer: str, *, palette: str = DEFAULT_PALETTE,
+               clicked: tuple[float, float] | None = None) -> folium.Map:
+    """The run's area with one month's composite (true colour or NDVI) on, the crop map in the switcher and the
+    ``clicked`` (lat, lon) point marked."""
     geom = result.params.aoi.geometry
     month = f"{result.axis[step]:%b %Y}"
     if layer == NDVI:
@@ -70,6 +72,11 @@ def season_map(result: RunResult, step: int, layer: str, *, palette: str = DEFAU
         composite = image_layer(*true_colour_image(result, step), name=f"Sentinel-2 true colour {month}")
         legend, title = legend_entries(result, palette), "Crop map"
     crop = image_layer(*class_image(result, palette), name=CROP_MAP, opacity=0.75, show=False)
-    return base_map(geom.bounds, zoom=fit_zoom(geom.bounds, 380), draw=False,
-                    layers=[composite, crop, aoi_layer(mapping(geom))], collapsed=True, legend=legend,
-                    legend_title=title)
+    layers = [composite, crop, aoi_layer(mapping(geom))]
+    if clicked is not None:
+        pixel = folium.FeatureGroup(name="Clicked pixel")
+        folium.CircleMarker(clicked, radius=7, color="#000000", weight=3, fill=False,
+                            tooltip="The pixel of the curve").add_to(pixel)
+        layers.append(pixel)
+    return base_map(geom.bounds, zoom=fit_zoom(geom.bounds, 380), draw=False, layers=layers, collapsed=True,
+                    legend=legend, legend_title=title)
