@@ -8,7 +8,8 @@ For each model (ResNet-50 at the shipped width 16 and at the original width 64, 
 parameters, GFLOP per patch (``torch.utils.flop_counter``: convolutions and matmuls, 2 x MACs; training =
 forward + backward), *inference* patches/s (forward in ``torch.inference_mode``, batch 32) and *training*
 patches/s (forward, BCE, backward, SGD step, batch 16), each the fastest of ``--repeats`` timed calls after a
-warm-up, and the share of the fp32 ceiling (fastest of 7 2048^3 matmuls in this run, as ``bench_model.py``).
+warm-up, and the share of the fp32 ceiling (fastest of 7 2048^3 matmuls, as ``bench_model.py``), measured again
+just before each model's row so that on a shared machine both see about the same load.
 ``--ddp``: the shipped small CNN trained through Lightning (``cropcore.patches.train.fit``) with 1 and with 2
 processes (gloo), same per-process batch; patches/s over all processes after 2 warm-up steps. The 1-minute
 load average before and after is recorded.
@@ -94,9 +95,10 @@ def steps(model: torch.nn.Module, device: str, batch_infer: int, batch_train: in
     return infer, train
 
 
-def model_rows(repeats: int, ceiling_gflops: float) -> list[dict]:
+def model_rows(repeats: int) -> list[dict]:
     rows = []
     for label, (name, kwargs) in MODELS.items():
+        ceiling_gflops = ceiling(torch.float32)
         torch.manual_seed(0)
         model = build_patch_model(name, in_channels=12, **kwargs)
         x1 = torch.randn(1, 12, 120, 120)
@@ -104,6 +106,7 @@ def model_rows(repeats: int, ceiling_gflops: float) -> list[dict]:
         infer, train = steps(model, "cpu", 32, 16)
         rate_inf, rate_train = 32 / fastest(infer, repeats), 16 / fastest(train, repeats)
         row = {"model": label, "params": sum(p.numel() for p in model.parameters()),
+               "ceiling_gflops_fp32": round(ceiling_gflops, 1),
                "gflop_per_patch_inference": round(g_inf, 3), "gflop_per_patch_training": round(g_train, 3),
                "inference_patches_per_s": round(rate_inf, 1), "training_patches_per_s": round(rate_train, 1),
                "inference_share_of_ceiling": round(g_inf * rate_inf / ceiling_gflops, 3),
@@ -151,9 +154,7 @@ def main() -> None:
         "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "patch": "12 x 120 x 120",
     }
-    result["ceiling_gflops_fp32"] = round(ceiling(torch.float32), 1)
-    print(f"fp32 ceiling {result['ceiling_gflops_fp32']} GFLOP/s", flush=True)
-    result["models"] = model_rows(args.repeats, result["ceiling_gflops_fp32"])
+    result["models"] = model_rows(args.repeats)
     if args.ddp:
         result["ddp"] = ddp_rows(args.ddp_steps)
     result["loadavg_1min_after"] = os.getloadavg()[0]

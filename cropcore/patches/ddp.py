@@ -56,23 +56,24 @@ class ReplicaCheck(pl.Callback):
 
 class StepTimer(pl.Callback):
     """Writes to ``path`` (rank 0, JSON) the training throughput after ``skip`` warm-up steps: patches per
-    second over all ranks (``world x batch x steps / seconds``)."""
+    second over all ranks (``world x patches this rank trained on x / seconds``; ranks get equal shards)."""
 
     def __init__(self, path: str | Path, skip: int = 2) -> None:
         self.path, self.skip = Path(path), skip
-        self.steps, self.start, self.batch = 0, 0.0, 0
+        self.steps, self.patches, self.start = 0, 0, 0.0
 
     def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch: object,
                              batch_idx: int) -> None:
         self.steps += 1
-        self.batch = len(batch[0])
         if self.steps == self.skip + 1:
             self.start = time.perf_counter()
+        if self.steps > self.skip:
+            self.patches += len(batch[0])
 
     def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        timed = self.steps - self.skip - 1  # the last step's end is not seen here: count those started before it
         seconds = time.perf_counter() - self.start
-        if trainer.is_global_zero and timed > 0:
+        if trainer.is_global_zero and self.patches:
             self.path.write_text(json.dumps({
-                "world": trainer.world_size, "batch_per_process": self.batch, "timed_steps": timed + 1,
-                "seconds": seconds, "patches_per_s": trainer.world_size * self.batch * (timed + 1) / seconds}))
+                "world": trainer.world_size, "timed_steps": self.steps - self.skip, "seconds": seconds,
+                "patches_per_process": self.patches,
+                "patches_per_s": trainer.world_size * self.patches / seconds}))
