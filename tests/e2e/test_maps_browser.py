@@ -140,7 +140,8 @@ def test_maps_offline_swipe_month_slider_keyboard_and_zoom(dashboard, browser_pa
     check_legend_fits(page, frame)
     page.locator(".cropcore-legend").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "legend_zoom200_e2e.png"))
-    frame.locator(".maplegend").scroll_into_view_if_needed()
+    page.locator(MAP).evaluate("e => e.scrollIntoView({block: 'end'})")  # the legend sits at its bottom
+    page.wait_for_timeout(500)
     page.screenshot(path=str(ARTIFACTS / "map_legend_zoom200_e2e.png"))
     zoom_100(page)
 
