@@ -194,6 +194,17 @@ def test_export_offers_the_six_files(demo_run, monkeypatch):
         assert src.dtypes[0] == "uint8" and src.nodata == 255
     assert files["cropmap_areas.csv"].decode().startswith("class_id,class,pixels,hectares,percent,kind")
     assert json.loads(files["cropmap_aoi.geojson"])["features"][0]["geometry"]["type"] == "Polygon"
+    # the colour-blind-safe palette chosen in the session colours the downloaded COG's colour table too
+    from cropcore.legend import CVD_PALETTE
+    from cropcore.products.product import map_colors
+
+    safe = {d.file_name: d.data for d in downloads(demo_run, palette=CVD_PALETTE)}
+    with MemoryFile(safe["cropmap.tif"]) as mem, mem.open() as src:
+        hex_colour = map_colors(demo_run.meta, palette=CVD_PALETTE)[1]
+        assert src.colormap(1)[1][:3] == tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+        assert src.colormap(1)[1] != tuple(int(demo_run.meta.colors[1][i:i + 2], 16) for i in (1, 3, 5)) + (255,)
+    at = page(EXPORT, monkeypatch, **{"cropcore.run": demo_run, "cropcore.palette": CVD_PALETTE})
+    assert not at.exception and not at.error
     assert rasterio  # opened through MemoryFile above
 
 
