@@ -4,24 +4,24 @@ Usage: ``python benchmarks/bench_infer.py [--quick] [--out benchmarks/results/in
 (or ``python -m cropcore bench infer``).
 
 1. Ceiling: GFLOP/s of a 2048^3 matmul in fp32 and bf16 (fastest of 7), in this run.
-2. Model: AgrUNet (default widths, 10 bands, 10 classes, 128 x 128 patches) at T = 12 and T = 40, fp32 vs
-   bf16 autocast, batch 1 and 2, through the same ``Runner`` that ``predict_map`` uses (fastest of 5 runs, and
-   the median); FLOPs per patch from
-   ``torch.utils.flop_counter`` and the achieved GFLOP/s as a share of the ceiling of that precision.
-3. Options: AgrUNet at T = 12, bf16, batch 2, eager vs channels-last-3d convolution weights vs
-   ``torch.compile`` (first call, which compiles, timed apart); ``predict_map`` uses neither unless it helps.
+2. Model: AgrUNet (default widths, 10 bands, 10 classes, 128 x 128 patches) at T = 12 and T = 40, fp32 and
+   (on CPUs with native bf16) bf16 autocast, batch 1 and 2, through the same ``Runner`` that ``predict_map``
+   uses (fastest of 5 runs, and the median); FLOPs per patch from ``torch.utils.flop_counter`` and the
+   achieved GFLOP/s as a share of the ceiling of that precision.
+3. Options: AgrUNet at T = 12, batch 2, at the precision predict uses here (bf16 where native, else fp32),
+   eager vs channels-last-3d convolution weights vs ``torch.compile`` (first call, which compiles, timed
+   apart); ``predict_map`` uses neither unless it helps.
 4. Workers: ``predict_map`` on a random 256 x 512 px cube (8 tiles of 128 px), 1 vs 2 CPU worker processes.
-5. End to end: generated Sentinel-2-like COGs (6 dates x 9 bands, seeded, 10 m) for a 10 km x 10 km AOI
-   (1x), and 4x and 16x that area, each in a fresh process with its RSS sampled every 5 ms: search (a real
-   search of the embedded STAC API), load (odc-stac graph + header checks), preprocess (monthly composite
-   and gap filling, computed while tiles are read), model, write (the product: class + confidence COGs, class
-   areas, AOI, manifest). As in the predict CLI (``InferenceOptions`` defaults but bf16 and the tile size of
-   the run), the cube is chunked with ``inference.options.cube_chunks``, tiles are read in 512 px column strips,
-   finished blocks go to GeoTIFFs on disk and the COGs are made from those files. Afterwards the same
-   batches (random values) go through the model alone: the pure model time that the end-to-end time is
-   compared with. At 1x the shipped default model (TempCNN) and the default AgrUNet run too; the area series
-   uses a small AgrUNet (widths 8/16/32) so that 16x stays within minutes on a laptop-class CPU (AgrUNets
-   have random weights: speed and memory only).
+5. End to end: generated Sentinel-2-like COGs (6 dates x 9 bands, seeded, 10 m) for a 10 km x 10 km AOI (1x), and 4x
+   and 16x that area, each in a fresh process with its RSS sampled every 5 ms: search (a real search of the embedded
+   STAC API), load (odc-stac graph + header checks), preprocess (monthly composite and gap filling, computed while
+   tiles are read), model, write (the product: class + confidence COGs, class areas, AOI, manifest). As in the
+   predict CLI (``InferenceOptions`` defaults, so bf16 where native, else fp32, and the tile size of the run), the
+   cube is chunked with ``inference.options.cube_chunks``, tiles are read in 512 px column strips, finished blocks
+   go to GeoTIFFs on disk and the COGs are made from those files. Afterwards the same batches (random values) go
+   through the model alone: the pure model time that the end-to-end time is compared with. At 1x the shipped default
+   model (TempCNN) and the default AgrUNet run too; the area series uses a small AgrUNet (widths 8/16/32) so that
+   16x stays within minutes on a laptop-class CPU (AgrUNets have random weights: speed and memory only).
 6. Full Sentinel-2 tile (110 km x 110 km, 10980 x 10980 px at 10 m): extrapolated from the largest end-to-end
    run (16x, 40 km x 40 km), not run: every stage but search is scaled by the ratio of pixels (linear in area:
    tiles, chunks and the blocks written all grow with it, and memory is bounded by the strips, so the peak RSS is
@@ -57,6 +57,14 @@ TILE_PX = 10980  # a Sentinel-2 tile: 109.8 km at 10 m
 REPEATS = 3  # runs of the full models at 1x
 
 
+def precision() -> str:
+    """The precision the predict CLI runs at on this CPU: bf16 where it is native, else fp32 (emulated bf16 is
+    several times slower than fp32)."""
+    from cropcore.inference.devices import cpu_has_native_bf16
+
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
 def ceiling(dtype: torch.dtype, n: int = 2048, repeats: int = 7) -> float:
     """GFLOP/s of the fastest of ``repeats`` n^3 matmuls."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
@@ -79,8 +87,8 @@ def model_rows(quick: bool) -> list[dict]:
         with FlopCounterMode(display=False) as counter, torch.inference_mode():
             model(torch.randn(1, t, 10, 128, 128))
         gflop = counter.get_total_flops() / 1e9
-        for precision in ("fp32", "bf16"):
-            runner = Runner(model, "cpu", precision, pixel=False)
+        for name in ("fp32", "bf16") if precision() == "bf16" else ("fp32",):
+            runner = Runner(model, "cpu", name, pixel=False)
             for batch in (1, 2):
                 x = np.random.default_rng(0).normal(size=(batch, t, 10, 128, 128)).astype("float32")
                 runner.logits(x)  # warm-up
@@ -91,16 +99,16 @@ def model_rows(quick: bool) -> list[dict]:
                     times.append(time.perf_counter() - t0)
                 # the fastest run is the least disturbed by other work on a shared machine; the median is kept too
                 pps = batch / min(times)
-                rows.append({"T": t, "precision": precision, "batch": batch, "patches_per_s": pps,
+                rows.append({"T": t, "precision": name, "batch": batch, "patches_per_s": pps,
                              "patches_per_s_median": batch / statistics.median(times),
                              "mpx_per_s": pps * 128 * 128 / 1e6, "gflop_per_patch": gflop, "gflop_per_s": pps * gflop})
-                print(f"model T={t} {precision} batch {batch}: {pps:.2f} patches/s (median "
+                print(f"model T={t} {name} batch {batch}: {pps:.2f} patches/s (median "
                       f"{batch / statistics.median(times):.2f})", flush=True)
     return rows
 
 
 def option_rows(quick: bool) -> list[dict]:
-    """AgrUNet (T=12, bf16, batch 2) eager vs channels-last-3d Conv3d weights vs ``torch.compile``."""
+    """AgrUNet (T=12, batch 2, at :func:`precision`) eager vs channels-last-3d Conv3d weights vs ``torch.compile``."""
     import copy
 
     from cropcore.inference.devices import Runner
@@ -114,7 +122,7 @@ def option_rows(quick: bool) -> list[dict]:
     x = np.random.default_rng(0).normal(size=(2, 12, 10, 128, 128)).astype("float32")
     rows = []
     for name, model in (("eager", eager), ("channels_last_3d", channels_last), ("torch.compile", torch.compile(eager))):
-        runner = Runner(model, "cpu", "bf16", pixel=False)
+        runner = Runner(model, "cpu", precision(), pixel=False)
         t0 = time.perf_counter()
         runner.logits(x)  # warm-up; compiles for torch.compile
         first = time.perf_counter() - t0
@@ -143,7 +151,7 @@ def worker_rows() -> list[dict]:
     rows = []
     for devices in ("cpu", "cpu:2"):
         t0 = time.perf_counter()
-        options = InferenceOptions(tile=128, overlap=0, batch_size=1, devices=devices, amp="bf16")
+        options = InferenceOptions(tile=128, overlap=0, batch_size=1, devices=devices, amp=precision())
         predict_map(cube, model, meta=meta, options=options)
         dt = time.perf_counter() - t0
         rows.append({"devices": devices, "tiles": 8, "seconds": dt, "patches_per_s": 8 / dt})
@@ -179,8 +187,8 @@ def child(spec: dict) -> dict:
         widths = {"widths": (8, 16, 32)} if spec["model"] == "agrunet-small" else {}
         net = build_model("agrunet", in_channels=9, num_classes=meta.num_classes, **widths).eval()
         meta = untrained_meta("agrunet", bands=BANDS, classes=meta.num_classes)
-    # as the predict CLI does, but bf16 whatever the machine and with the tile size of the spec
-    options = InferenceOptions(tile=spec["tile"], overlap=spec["overlap"], amp="bf16")
+    # as the predict CLI does, with the tile size of the spec
+    options = InferenceOptions(tile=spec["tile"], overlap=spec["overlap"], amp=precision())
     items = [pystac.Item.from_dict(d) for d in json.loads(Path(spec["items"]).read_text())]
     aoi = AOI.parse(spec["aoi"])
     t0 = time.perf_counter()
@@ -204,7 +212,7 @@ def child(spec: dict) -> dict:
     ny, nx = pred["class"].shape
     overlap = 0 if meta.is_pixel else options.overlap  # as predict_map does
     blender = Blender(1, ny, nx, tile=options.tile, overlap=overlap, strip=options.strip, emit=lambda *a: None)
-    runner = Runner(net, "cpu", "bf16", pixel=meta.is_pixel)
+    runner = Runner(net, "cpu", precision(), pixel=meta.is_pixel)
     rng = np.random.default_rng(0)
     for batch in plan_batches(blender.tiles, options.batch_size, blender.strip_start):
         runner.logits(rng.normal(size=(len(batch), 12, len(BANDS), batch[0].height, batch[0].width)).astype("float32"))
@@ -279,6 +287,7 @@ def main() -> None:
     result = {
         "started": started, "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                                         "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "precision": precision(),
         "ceiling_gflops": {"fp32": ceiling(torch.float32), "bf16": ceiling(torch.bfloat16)},
     }
     print(f"ceiling: {result['ceiling_gflops']}", flush=True)
