@@ -136,3 +136,17 @@ def test_evaluate_command_scores_held_out_real_patches(name: str, tmp_path, caps
     else:
         assert "mAP" in stdout
         assert report["map"] == pytest.approx(meta["metrics_fold0"]["map"], abs=2e-2)
+
+
+def test_train_command_cross_validates_a_patch_config(tmp_path, capsys) -> None:
+    config = (PROJECT_ROOT / "configs" / "patch_smallcnn_agri.yaml").read_text()
+    config = (config.replace("width: 16", "width: 4").replace("folds: 5", "folds: 3")
+              .replace("max_epochs: 24", "max_epochs: 1").replace("name: patch_smallcnn_agri", "name: test_patch_cli")
+              .replace("output: cropcore/checkpoints/patch_smallcnn_agri.pth", "output: null"))
+    path = tmp_path / "patch_tiny.yaml"
+    path.write_text(config)
+    assert main(["train", "--config", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert "124 patches in 49 place groups, 3 folds" in printed and "recall" in printed and "majority" in printed
+    assert main(["train", "--config", str(path), "--resume", "x.ckpt"]) == 2
+    assert "--resume does not apply to patch configs" in capsys.readouterr().err
