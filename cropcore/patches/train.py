@@ -110,8 +110,8 @@ def run(config: PatchConfig, *, devices: int | str = 1) -> dict[str, Any]:
         train_idx, val_idx, test_idx = fold_split(folds, fold)
         train, val, test = data.subset(train_idx), data.subset(val_idx), data.subset(test_idx)
         module, trainer = fit(config, train, devices=devices)
-        if not trainer.is_global_zero:
-            return {}
+        if not trainer.is_global_zero:  # other DDP ranks only train: on to the next fold's training
+            continue
         probs = predict_probs(module, test)
         pooled[test_idx] = probs
         report, baseline, thresholds = _score(config.task, probs, val, predict_probs(module, val), test, train)
@@ -122,6 +122,8 @@ def run(config: PatchConfig, *, devices: int | str = 1) -> dict[str, Any]:
                                            if report.get(key) is not None), flush=True)
         if fold == 0 and config.output:
             _save(config, module, report, thresholds, test.names, len(train))
+    if not fold_results:
+        return {}
     keys = HEADLINE[config.task]
     results = {
         "name": config.name, "task": config.task, "model": config.model, "model_kwargs": config.model_kwargs,
