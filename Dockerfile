@@ -21,17 +21,17 @@ RUN apt-get update \
 
 WORKDIR /app
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-COPY --from=pins /pins/torch.txt /tmp/torch.txt
+COPY --from=pins /pins/torch.txt /pins/torch.txt
 RUN --mount=type=cache,target=/root/.cache/pip \
     python -m venv .venv \
  && .venv/bin/python -m pip install -q --upgrade pip \
  && if [ -n "$TORCH_INDEX" ] && timeout 10 python -c "import sys, urllib.request; \
         urllib.request.urlopen(sys.argv[1].rstrip('/') + '/torch/', timeout=5)" "$TORCH_INDEX" 2>/dev/null; then \
       echo "torch: the CPU build from $TORCH_INDEX"; \
-      .venv/bin/python -m pip install -q -r /tmp/torch.txt --index-url "$TORCH_INDEX"; \
+      .venv/bin/python -m pip install -q -r /pins/torch.txt --index-url "$TORCH_INDEX"; \
     else \
       echo "torch: ${TORCH_INDEX:-no CPU index} not reachable, torch from the default index"; \
-      .venv/bin/python -m pip install -q -r /tmp/torch.txt; \
+      .venv/bin/python -m pip install -q -r /pins/torch.txt; \
     fi \
  && .venv/bin/python -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda)"
 
