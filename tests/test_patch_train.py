@@ -19,7 +19,14 @@ from cropcore.patches.checkpoint import (
 )
 from cropcore.patches.config import is_patch_config, load_patch_config
 from cropcore.patches.data import read_npz
-from cropcore.patches.metrics import binary_report, majority_binary, multilabel_report, tune_thresholds
+from cropcore.patches.metrics import (
+    binary_report,
+    gate_report,
+    majority_binary,
+    multilabel_report,
+    recall_threshold,
+    tune_thresholds,
+)
 from cropcore.patches.module import lr_factor, scaled_lr
 from cropcore.patches.predict import PatchClassifier
 from cropcore.patches.registry import build_patch_model
@@ -74,6 +81,15 @@ def test_binary_metrics_match_hand_counts(tmp_path) -> None:
     assert base["recall"] == 1.0 and base["accuracy"] == 0.5 and base["roc_auc"] == 0.5
 
 
+def test_gate_threshold_keeps_every_validation_positive() -> None:
+    probs = np.array([0.9, 0.42, 0.3, 0.6, 0.1, 0.2])
+    truth = np.array([1, 1, 0, 0, 0, 1])
+    assert recall_threshold(probs, truth) == pytest.approx(0.15)  # highest grid value below the 0.2 positive
+    assert recall_threshold(probs, truth, recall=0.6) == pytest.approx(0.4)
+    gate = gate_report(probs, truth, 0.25)
+    assert gate["recall"] == pytest.approx(2 / 3) and gate["skipped_share"] == pytest.approx(1 / 3)
+
+
 def test_multilabel_metrics_and_tuned_thresholds() -> None:
     truth = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0]], np.float32)
     probs = np.array([[0.4, 0.1, 0.2], [0.35, 0.9, 0.1], [0.1, 0.7, 0.3], [0.2, 0.2, 0.1]], np.float32)
@@ -115,6 +131,7 @@ def test_shipped_checkpoints_score_reflectance_patches(name: str) -> None:
     assert classifier.score(patches.x[0]).agri.shape == (1,)  # one (12, H, W) patch
     with pytest.raises(ShapeError, match="patches must be"):
         classifier.score(patches.x[:1, :10])
+    assert (classifier.gate_threshold is None) == (classifier.meta["task"] != "binary")
     held_out = set(classifier.meta["test_names"])
     assert held_out and held_out <= set(patches.names) and classifier.meta["train_patches"] < 124
 

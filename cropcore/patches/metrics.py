@@ -38,6 +38,22 @@ def tune_thresholds(probs: np.ndarray, target: np.ndarray) -> list[float]:
     return out
 
 
+def recall_threshold(probs: np.ndarray, target: np.ndarray, recall: float = 1.0) -> float:
+    """The highest threshold on :data:`GRID` at which (validation) recall is at least ``recall`` (0.0 if none):
+    for a gate that must not miss positives."""
+    truth = target > 0.5
+    ok = [t for t in GRID if (probs[truth] > t).mean() >= recall] if truth.any() else []
+    return float(max(ok)) if ok else 0.0
+
+
+def gate_report(probs: np.ndarray, target: np.ndarray, threshold: float) -> dict[str, float]:
+    """What a gate skipping patches scored at most ``threshold`` does: recall of the positives it keeps and
+    the share of all patches it skips."""
+    truth, keep = target > 0.5, probs > threshold
+    return {"threshold": threshold, "recall": float(keep[truth].mean()) if truth.any() else float("nan"),
+            "skipped_share": float(1 - keep.mean())}
+
+
 def _f1(pred: np.ndarray, truth: np.ndarray) -> float:
     tp = float((pred & truth).sum())
     return 2 * tp / max(1.0, float(pred.sum() + truth.sum()))

@@ -47,6 +47,13 @@ class PatchClassifier:
         """The decision threshold on ``agri`` tuned on validation (binary models; 0.5 otherwise)."""
         return float(self.meta.get("threshold", 0.5))
 
+    @property
+    def gate_threshold(self) -> float | None:
+        """For skipping non-agricultural patches: the highest threshold that kept every agricultural patch of
+        the validation fold (binary models; ``None`` otherwise). Not a recall guarantee (model card)."""
+        value = self.meta.get("gate_threshold")
+        return None if value is None else float(value)
+
     def logits(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Raw logits (N, K) of reflectance patches (N, bands, H, W) (or one patch (bands, H, W))."""
         x = torch.as_tensor(np.asarray(x, np.float32))

@@ -24,9 +24,11 @@ from cropcore.patches.config import PatchConfig
 from cropcore.patches.data import BANDS, CLASSES19, PatchSet, read_source
 from cropcore.patches.metrics import (
     binary_report,
+    gate_report,
     majority_binary,
     majority_multilabel,
     multilabel_report,
+    recall_threshold,
     roc_png,
     tune_thresholds,
 )
@@ -82,8 +84,9 @@ def _score(task: str, probs: np.ndarray, val: PatchSet, val_probs: np.ndarray, t
         return (multilabel_report(probs, test.y19, thresholds, names),
                 majority_multilabel(train.y19, test.y19, names), thresholds)
     thresholds = tune_thresholds(val_probs, val.agri[:, None])
-    return (binary_report(probs[:, 0], test.agri, thresholds[0]), majority_binary(train.agri, test.agri),
-            thresholds)
+    report = binary_report(probs[:, 0], test.agri, thresholds[0])
+    report["gate"] = gate_report(probs[:, 0], test.agri, recall_threshold(val_probs[:, 0], val.agri))
+    return report, majority_binary(train.agri, test.agri), thresholds
 
 
 def _mean_sd(reports: list[dict], keys: Sequence[str]) -> dict[str, dict[str, float]]:
@@ -134,6 +137,8 @@ def run(config: PatchConfig, *, devices: int | str = 1) -> dict[str, Any]:
         "fold_results": fold_results,
     }
     if config.task == "binary":
+        results["gate_mean_sd"] = _mean_sd([f["model"]["gate"] for f in fold_results],
+                                           ("threshold", "recall", "skipped_share"))
         results["pooled_out_of_fold"] = binary_report(pooled[:, 0], data.agri, 0.5)
         roc_png(results["pooled_out_of_fold"], run_dir / "roc.png", f"{config.name} (pooled held-out folds)")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -152,6 +157,7 @@ def _save(config: PatchConfig, module: PatchModule, report: dict, thresholds: li
         "norm": {"mean": module.mean.flatten().tolist(), "std": module.std.flatten().tolist(),
                  "units": "reflectance (DN / 10000)"},
         "thresholds": thresholds, "threshold": thresholds[0] if config.task == "binary" else 0.5,
+        "gate_threshold": report["gate"]["threshold"] if config.task == "binary" else None,
         "metrics_fold0": {k: v for k, v in report.items() if k not in ("roc", "per_class")},
         "test_names": [str(n) for n in test_names], "train_patches": n_train,
         "data": config.data["source"], "config": config.name, "store_fp16": config.store_fp16,
@@ -168,4 +174,8 @@ def format_results(results: dict[str, Any]) -> str:
         base = results["majority_mean_sd"].get(key, {})
         base_text = f"{base['mean']:.3f} ± {base['sd']:.3f}" if base.get("folds") else "n/a"
         lines.append(f"{key:<10} {value['mean']:.3f} ± {value['sd']:.3f}   {base_text:>16}")
+    if "gate_mean_sd" in results:
+        gate = results["gate_mean_sd"]
+        lines.append("gate (threshold keeping every agricultural validation patch): " + ", ".join(
+            f"{k} {v['mean']:.3f} ± {v['sd']:.3f}" for k, v in gate.items()))
     return "\n".join(lines)
