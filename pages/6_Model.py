@@ -9,9 +9,11 @@ sidebar.render()
 
 st.title("Model")
 modelcard.checkpoints()
-card, calibration, bench = st.tabs(["Model card", "Calibration", "Benchmarks"])
+card, patches, calibration, bench = st.tabs(["Model card", "Patch classifiers", "Calibration", "Benchmarks"])
 with card:
     modelcard.document(modelcard.MODEL_CARD)
+with patches:
+    modelcard.document(modelcard.PATCH_CARD)
 with calibration:
     modelcard.calibration()
 with bench:

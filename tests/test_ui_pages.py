@@ -216,6 +216,7 @@ def test_model_page_renders_the_card_and_benchmarks(monkeypatch):
     text = messages(at.markdown)
     assert (settings.PROJECT_ROOT / "docs/MODEL_CARD.md").read_text().splitlines()[0].lstrip("# ") in text
     assert (settings.PROJECT_ROOT / "benchmarks/README.md").read_text().splitlines()[0].lstrip("# ") in text
+    assert (settings.PROJECT_ROOT / "docs/MODEL_CARD_PATCHES.md").read_text().splitlines()[0].lstrip("# ") in text
 
 
 def test_model_page_says_when_a_document_is_missing(monkeypatch):

@@ -20,6 +20,7 @@ from cropcore.ui import state
 from cropcore.ui.runs import load_model
 
 MODEL_CARD = Path("docs") / "MODEL_CARD.md"
+PATCH_CARD = Path("docs") / "MODEL_CARD_PATCHES.md"
 BENCHMARKS = Path("benchmarks") / "README.md"
 
 
