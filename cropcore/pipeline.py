@@ -62,6 +62,9 @@ class RunParams:
     model: str = DEFAULT_MODEL
     inference: InferenceOptions = field(default_factory=InferenceOptions)
     resolution: float = 10.0
+    #: Skip tiles the binary patch classifier is sure hold no agriculture (:mod:`cropcore.patches.gate`; off:
+    #: its measured recall is below 0.99).
+    skip_non_agri: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "aoi", AOI.parse(self.aoi))
@@ -81,6 +84,8 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     #: search -> infer after :func:`run`, and the write too after :func:`export_run` (per km² of the AOI)
     energy: EnergyRecord = field(default_factory=lambda: not_measured("the run was not tracked"))
+    #: With ``params.skip_non_agri``: the skipped tiles and why (:meth:`cropcore.patches.gate.Gate.manifest`)
+    gate: dict[str, Any] | None = None
 
     @property
     def decision(self) -> Decision:
@@ -109,6 +114,7 @@ class RunResult:
             "unreadable_assets": [asdict(f) for f in self.failures],
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "energy": self.energy.manifest(),
+            **({"gate": self.gate} if self.gate is not None else {}),
             "versions": {p: version(p) for p in ("cropcore", "torch", "odc-stac", "rasterio", "pystac-client")},
         }
 
@@ -230,6 +236,17 @@ def run(
         season = load_season(params, meta, progress=span(report, 0.0, 0.3, ""), timings=timings)
         refl = season.reflectance
 
+        gate = None
+        if params.skip_non_agri:
+            from cropcore.patches.gate import non_agri_gate
+
+            t0 = time.perf_counter()
+            report(0.3, "scoring tiles for the agricultural gate")
+            season_end = (season.axis[-1] + pd.offsets.MonthEnd(1)).strftime("%Y-%m-%d")
+            gate = non_agri_gate(season.found.items, params.aoi, season.axis[0].strftime("%Y-%m-%d"), season_end,
+                                 refl, resolution=params.resolution)
+            timings["gate"] = time.perf_counter() - t0
+
         t0 = time.perf_counter()
         sink = None
         if workdir is not None:
@@ -237,12 +254,14 @@ def run(
                                width=refl.sizes["x"])
         plan = device_plan(season, meta, params.inference)
         prediction = predict_map(refl if plan is None else season.loaded, net, meta=meta, options=params.inference,
-                                 sink=sink, progress=span(report, 0.3, 1.0, "classifying: "), plan=plan)
+                                 sink=sink, progress=span(report, 0.3, 1.0, "classifying: "), plan=plan,
+                                 skip=None if gate is None else gate.mask())
         timings["infer"] = time.perf_counter() - t0
     release_memory()
     report(1.0, "done")
     return RunResult(params, season.found, season.axis, refl, prediction, meta, season.failures, timings,
-                     meter.record.per(area_km2=params.aoi.area_km2, images=1, image_kind="map"))
+                     meter.record.per(area_km2=params.aoi.area_km2, images=1, image_kind="map"),
+                     None if gate is None else gate.manifest())
 
 
 def export_run(result: RunResult, out: Path, *, name: str = "cropmap") -> dict[str, Path]:

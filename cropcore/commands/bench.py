@@ -1,4 +1,4 @@
-"""``cropcore bench load|model|infer|gpu|parcels|patches``: run a benchmark script of the source tree
+"""``cropcore bench load|model|infer|gpu|parcels|patches|gate``: run a benchmark script of the source tree
 (``benchmarks/``)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 from cropcore.errors import ConfigError
 from cropcore.settings import PROJECT_ROOT
 
-BENCHMARKS = ("load", "model", "infer", "gpu", "parcels", "patches")
+BENCHMARKS = ("load", "model", "infer", "gpu", "parcels", "patches", "gate")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

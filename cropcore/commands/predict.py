@@ -56,6 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--mmu", type=float, metavar="HA",
                         help="minimum mapping unit of --polygons in hectares: smaller specks are merged into their "
                              "largest neighbour (default 0.1, cropcore.products.polygons.DEFAULT_MMU_HA)")
+    parser.add_argument("--skip-non-agri", action="store_true",
+                        help="do not segment 1.2 km tiles the agricultural patch classifier is sure hold no "
+                             "agriculture; their pixels are no data (255) and the manifest lists them. Off by "
+                             "default: its measured recall is below 0.99 (docs/MODEL_CARD_PATCHES.md#gate)")
     parser.set_defaults(func=run)
 
 
@@ -79,7 +83,11 @@ def run(args: argparse.Namespace) -> int:
                                min_confidence=args.min_confidence, scheduler=args.scheduler)
     params = RunParams(aoi=read_aoi(args), start=args.start, end=args.end, max_cloud=args.max_cloud,
                        catalog=args.catalog, collections=args.collections,
-                       model=args.model or DEFAULT_MODEL, inference=options)
+                       model=args.model or DEFAULT_MODEL, inference=options, skip_non_agri=args.skip_non_agri)
+    if args.skip_non_agri:
+        from cropcore.patches.gate import RECALL_WARNING
+
+        print(f"warning: {RECALL_WARNING}", file=sys.stderr)
     bar = tqdm(total=100, unit="%", file=sys.stderr, disable=None, bar_format="{l_bar}{bar}| {elapsed}")
     # the map goes to disk row by row and the COGs are made from there: memory does not grow with the AOI
     with bar, tempfile.TemporaryDirectory(prefix="cropcore-predict-") as workdir:
@@ -96,6 +104,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(result.search.items)} scenes, season {result.axis[0]:%Y-%m} to {result.axis[-1]:%Y-%m}, "
           f"model {result.meta.name}")
     print(summary(paths["areas"], result.decision))
+    if result.gate is not None:
+        gate = result.gate
+        print(f"      gate: {gate['skipped_tiles']} of {gate['tiles']} tiles skipped (agricultural probability <= "
+              f"{gate['threshold']:.2f}, {gate['model']}); their {gate['skipped_pixels']} pixels are no data")
     for line in lines:
         print(line)
     for kind, path in {**paths, **extra}.items():

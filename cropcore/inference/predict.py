@@ -69,6 +69,7 @@ def predict_map(
     sink: MapSink | None = None,
     progress: Progress | None = None,
     plan: ChunkPlan | None = None,
+    skip: np.ndarray | None = None,
 ) -> xr.Dataset:
     """Crop map of a preprocessed ``(time, band, y, x)`` reflectance cube on the model's time axis.
 
@@ -94,6 +95,10 @@ def predict_map(
     (:meth:`InferenceOptions.cluster_address`) the strips run as tasks on that dask cluster's workers
     (:func:`cropcore.inference.cluster.run_on_cluster`), giving the same map; ``attrs["cluster"]`` then says what
     was sent to them.
+
+    ``skip`` (y, x; True = not to be mapped, e.g. :mod:`cropcore.patches.gate`): its pixels are :data:`NODATA`, and
+    the model tiles lying wholly in it are neither read nor run; every other pixel is as without ``skip``.
+    ``attrs["timings"]["skipped_tiles"]`` counts the tiles left out.
     """
     opts = options or InferenceOptions()
     bands = list(meta.bands)
@@ -116,7 +121,9 @@ def predict_map(
     address = opts.cluster_address()
     attrs: dict = {"class_names": meta.class_names}
     if address is None:
-        attrs["timings"] = _run_local(cube, model, meta, opts, sink, keep, progress or silent, plan)
+        attrs["timings"] = _run_local(cube, model, meta, opts, sink, keep, progress or silent, plan, skip)
+    elif skip is not None:
+        raise ConfigError("skipping tiles runs on this machine only: run without a dask scheduler address")
     elif plan is not None:
         raise ConfigError("preprocessing on the device runs on this machine only: the cluster's workers take "
                           "preprocessed reflectance (preprocess_on='cpu')")
@@ -134,10 +141,11 @@ def predict_map(
 
 def _run_local(
     cube: xr.DataArray, model: nn.Module, meta: ModelMeta, opts: InferenceOptions, sink: MapSink, keep: bool,
-    report: Progress, plan: ChunkPlan | None = None,
+    report: Progress, plan: ChunkPlan | None = None, skip: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Run every tile on this machine's devices into ``sink``; return the timings in seconds: total, and for one
-    device the model and the wait for input. With ``plan``, chunks are preprocessed on the first device."""
+    device the model and the wait for input. With ``plan``, chunks are preprocessed on the first device; tiles
+    wholly in ``skip`` are not run (see :func:`predict_map`)."""
     _, _, height, width = cube.shape
     device_list = resolve_devices(opts.devices)
     overlap = 0 if meta.is_pixel else opts.overlap
@@ -149,14 +157,19 @@ def _run_local(
 
     def emit(row0: int, col0: int, block: np.ndarray) -> None:  # blended logits of a finished block
         valid = window_reader.valid[row0:row0 + block.shape[1], col0:col0 + block.shape[2]]
+        if skip is not None:
+            valid = valid & ~skip[row0:row0 + block.shape[1], col0:col0 + block.shape[2]]
         sink.write(row0, col0, decision.decide(class_probabilities(block, decision.temperature), valid, keep=keep))
 
     def latlon(batch: list[Tile]) -> np.ndarray | None:
         return None if locator is None else locator.batch(batch)
 
-    blender = Blender(meta.num_classes, height, width, tile=opts.tile, overlap=overlap, strip=opts.strip, emit=emit)
-    batches = plan_batches(blender.tiles, opts.batch_size, blender.strip_start)
-    report(0.0, f"{len(blender.tiles)} tiles on {', '.join(device_list)}")
+    blender = Blender(meta.num_classes, height, width, tile=opts.tile, overlap=overlap, strip=opts.strip, emit=emit,
+                      skip=skip)
+    batches = plan_batches(blender.run_tiles, opts.batch_size, blender.strip_start)
+    skipped = f", {len(blender.skipped)} skipped" if skip is not None else ""
+    report(0.0, f"{len(blender.run_tiles)} tiles on {', '.join(device_list)}{skipped}")
+    blender.fill_skipped()
     # a single CPU worker reads between model calls: reading (dask threads) and the model (torch threads) running
     # at once on the same cores slowed the model down by as much as the overlap saved (benchmarks/README.md)
     ahead = 0 if device_list == ["cpu"] else 2 * len(device_list)
@@ -179,6 +192,8 @@ def _run_local(
         _run_pool(pool, batches, ((data, latlon(b)) for data, b in zip(reader, batches, strict=True)), blender,
                   report)
     timings["total"] = time.perf_counter() - t_start
+    if skip is not None:
+        timings["skipped_tiles"] = len(blender.skipped)
     return timings
 
 

@@ -84,11 +84,15 @@ class Blender:
     block)`` receives the blended values of a block of rows of one strip; every pixel is emitted exactly once.
     Memory holds ``bands x (tile + stride) x strip`` accumulated values plus the ``overlap`` columns shared
     with the next strip over the raster's height, not the whole raster.
+
+    ``skip`` (height, width; True = not to be mapped) leaves out the tiles lying wholly in it: they are not in
+    :attr:`run_tiles`, and zeros stand in for their values (:meth:`fill_skipped`), so pixels that only they
+    cover come out as zeros and every other pixel as without ``skip``.
     """
 
     def __init__(
         self, bands: int, height: int, width: int, *, tile: int, overlap: int,
-        emit: Callable[[int, int, np.ndarray], None], strip: int | None = None,
+        emit: Callable[[int, int, np.ndarray], None], strip: int | None = None, skip: np.ndarray | None = None,
     ) -> None:
         self.bands, self.height, self.overlap, self.emit = bands, height, overlap, emit
         self.extents = strip_extents(width, tile=tile, overlap=overlap, strip=strip)
@@ -100,6 +104,11 @@ class Blender:
                 for c in tile_origins(x1 - x0, tile, overlap):
                     self.tiles.append(Tile(r, x0 + c, min(tile, height), min(tile, x1 - x0)))
                     self._strip_of.append(s)
+        if skip is not None and skip.shape != (height, width):
+            raise ConfigError(f"the skip mask has shape {skip.shape}, the raster {(height, width)}")
+        self.skipped = {i for i, t in enumerate(self.tiles) if skip is not None and skip[t.slices].all()}
+        #: The tiles to run, in plan order (all but the skipped ones).
+        self.run_tiles = [t for i, t in enumerate(self.tiles) if i not in self.skipped]
         shared = overlap if len(self.extents) > 1 else 0  # columns shared by neighbouring strips
         self._seam_acc = np.zeros((bands, height, shared))
         self._seam_wsum = np.zeros((height, shared))
@@ -139,7 +148,17 @@ class Blender:
         self._top = until
 
     def add(self, tile: Tile, values: np.ndarray) -> None:
-        """Add the prediction for ``tile`` (the next one in :attr:`tiles` order)."""
+        """Add the prediction for ``tile`` (the next one in :attr:`run_tiles` order)."""
+        self._add(tile, values)
+        self.fill_skipped()
+
+    def fill_skipped(self) -> None:
+        """Add zeros for the skipped tiles next in plan order (call once before the first :meth:`add`)."""
+        while self._done < len(self.tiles) and self._done in self.skipped:
+            t = self.tiles[self._done]
+            self._add(t, np.zeros((self.bands, t.height, t.width), np.float32))
+
+    def _add(self, tile: Tile, values: np.ndarray) -> None:
         expected = self.tiles[self._done]
         if tile != expected:
             raise ValueError(f"tiles must arrive in plan order: expected {expected}, got {tile}")

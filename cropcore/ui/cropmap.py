@@ -1,10 +1,12 @@
 """The crop map on a leafmap map: class, cropland, confidence and true-colour overlays, leafmap's legend and layer
 switcher, a swipe view (true colour | crop map), the legend with "uncertain" and shares beside the map, the
-minimum-confidence slider and the colour-blind-safe palette toggle."""
+minimum-confidence slider, the colour-blind-safe palette toggle and the optional agricultural tiles
+(:mod:`cropcore.ui.tiles`)."""
 
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 
 import folium
 import numpy as np
@@ -17,7 +19,7 @@ from cropcore.legend import DEFAULT_PALETTE, UNCERTAIN_NAME
 from cropcore.pipeline import RunResult
 from cropcore.products.product import map_colors
 from cropcore.products.stats import class_areas
-from cropcore.ui import runs, state
+from cropcore.ui import runs, state, tiles
 from cropcore.ui.map import LEFT_PANE, RIGHT_PANE, aoi_layer, base_map, fit_zoom, image_layer, show_view_map
 from cropcore.ui.overlay import (
     Bounds,
@@ -110,9 +112,11 @@ def legend_entries(result: RunResult, palette: str = DEFAULT_PALETTE) -> dict[st
 
 
 def result_map(result: RunResult, *, opacity: float = 0.75, step: int | None = None, collapsed: bool = False,
-               palette: str = DEFAULT_PALETTE, swipe: bool = False) -> folium.Map:
+               palette: str = DEFAULT_PALETTE, swipe: bool = False,
+               extra: Sequence[folium.FeatureGroup] = ()) -> folium.Map:
     """A map of the run's area with switchable true-colour, crop-map, cropland and confidence overlays and
-    leafmap's legend; ``swipe`` shows the true colour left of a divider and the crop map right of it."""
+    leafmap's legend; ``swipe`` shows the true colour left of a divider and the crop map right of it; ``extra``
+    layers (the agricultural tiles) go on top."""
     geom = result.params.aoi.geometry
     left, right = (LEFT_PANE, RIGHT_PANE) if swipe else (None, None)
     layers = [image_layer(*true_colour_image(result, step), name=TRUE_COLOUR, pane=left),
@@ -124,7 +128,7 @@ def result_map(result: RunResult, *, opacity: float = 0.75, step: int | None = N
         layers.append(image_layer(*confidence_image(result), name="Confidence (probability of the class)",
                                   opacity=0.85, show=False))
     return base_map(geom.bounds, zoom=fit_zoom(geom.bounds, 600), draw=False,
-                    layers=[*layers, aoi_layer(mapping(geom))], collapsed=collapsed,
+                    layers=[*layers, *extra, aoi_layer(mapping(geom))], collapsed=collapsed,
                     legend=legend_entries(result, palette), legend_title="Crop map",
                     swipe=(layers[0], layers[1]) if swipe else None)
 
@@ -178,8 +182,13 @@ def show_run(last: RunResult | None, current: RunResult | None) -> None:
         view, opacity, step = display_controls(last)
         min_confidence_slider(last)
         palette = palette_toggle()
+        with_tiles = tiles.toggle()
         result = runs.shown(last)
         legend(result, palette)
+    scores = tiles.scores_or_warning(last) if with_tiles else None
+    extra = [tiles.tiles_layer(scores)] if scores is not None else []
     with map_col:
-        show_view_map(result_map(result, opacity=opacity, step=step, palette=palette, swipe=view == SWIPE),
-                      key=state.CROP_MAP)
+        show_view_map(result_map(result, opacity=opacity, step=step, palette=palette, swipe=view == SWIPE,
+                                 extra=extra), key=state.CROP_MAP)
+    if scores is not None:
+        tiles.table(scores)
