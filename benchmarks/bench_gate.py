@@ -6,7 +6,7 @@ Usage: ``python benchmarks/bench_gate.py [--side 960] [--repeats 1] [--out bench
 1. Recall: not measured here. The recall of the gate on held-out places is the 5-fold cross-validation by place of
    the patch models (``benchmarks/results/patches_cv_*.json``, written by ``cropcore train``): per fold, the
    threshold that kept every agricultural patch of the validation fold, applied to the test fold. Copied as stored.
-2. Generated AOI: seeded Sentinel-2-like COGs (``bench_load.make_cogs``: 6 dates, the 12 bands above, 10 m) for a square
+2. Generated AOI: seeded Sentinel-2-like COGs (``bench_load.make_cogs``: 6 dates, 12 bands, 10 m) for a square
    AOI of ``--side`` pixels. The crop map of the shipped default model (TempCNN), ungated and gated, alternating,
    ``--repeats`` times each (after a warm-up on a 128 px corner), with predict's default 64 px model tiles and with
    120 px tiles that line up with the gate's (only model tiles lying wholly in skipped gate tiles are skipped;

@@ -127,3 +127,11 @@ def test_predict_cli_flag_warns_and_writes_the_gate_into_the_manifest(stac_api, 
     assert manifest["gate"]["tiles"] == 1 and manifest["parameters"]["skip_non_agri"] is True
     plain = cropcore(*common, "--out", str(tmp_path / "plain.tif"))
     assert plain.returncode == 0 and "skip-non-agri" not in plain.stderr and "gate" not in plain.stdout
+
+
+def test_predict_cli_gate_refuses_a_cluster_before_any_work(stac_api, tmp_path):
+    proc = cropcore("predict", "--bbox", *map(str, DEMO_BBOX), "--start", "2020-11-01", "--end", "2021-10-31",
+                    "--catalog", stac_api, "--out", str(tmp_path / "map.tif"), "--skip-non-agri",
+                    "--scheduler", "tcp://127.0.0.1:1")
+    assert proc.returncode == 2 and "--skip-non-agri runs on this machine only" in proc.stderr
+    assert "Traceback" not in proc.stderr and not list(tmp_path.iterdir())

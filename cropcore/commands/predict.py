@@ -87,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
     if args.skip_non_agri:
         from cropcore.patches.gate import RECALL_WARNING
 
+        if options.cluster_address() is not None:
+            raise ConfigError("--skip-non-agri runs on this machine only: leave out --scheduler (and unset "
+                              "CROPCORE_DASK_SCHEDULER)")
+
         print(f"warning: {RECALL_WARNING}", file=sys.stderr)
     bar = tqdm(total=100, unit="%", file=sys.stderr, disable=None, bar_format="{l_bar}{bar}| {elapsed}")
     # the map goes to disk row by row and the COGs are made from there: memory does not grow with the AOI
