@@ -128,7 +128,7 @@ def result_map(result: RunResult, *, opacity: float = 0.75, step: int | None = N
         layers.append(image_layer(*confidence_image(result), name="Confidence (probability of the class)",
                                   opacity=0.85, show=False))
     return base_map(geom.bounds, zoom=fit_zoom(geom.bounds, 600), draw=False,
-                    layers=[*layers, *extra, aoi_layer(mapping(geom))], collapsed=collapsed,
+                    layers=[*layers, aoi_layer(mapping(geom)), *extra], collapsed=collapsed,
                     legend=legend_entries(result, palette), legend_title="Crop map",
                     swipe=(layers[0], layers[1]) if swipe else None)
 

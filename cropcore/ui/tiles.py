@@ -36,7 +36,7 @@ def tiles_layer(scores: TileScores) -> folium.FeatureGroup:
     group = folium.FeatureGroup(name=LAYER)
     folium.GeoJson(
         scores.geojson(),
-        style_function=lambda f: {"color": "#263238", "weight": 1.5, "fillOpacity": 0.45,
+        style_function=lambda f: {"color": "#263238", "weight": 1.5, "fillOpacity": 0.3,
                                   "fillColor": COLOURS(f["properties"]["agri"])},
         tooltip=folium.GeoJsonTooltip(["tile", "agri", "top_labels"],
                                       aliases=["tile", "agricultural (probability)", "top BigEarthNet labels"]),

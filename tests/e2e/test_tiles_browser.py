@@ -1,0 +1,38 @@
+"""The agricultural tiles on the Crop map page in a real browser, every request off the machine blocked: the
+toggle adds the tile layer (tooltip with the probability and top labels on hover) and the table. Screenshot in
+tests/artifacts/."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from browser import ARTIFACTS, MAP, block_network, open_page, settled_map
+
+pytestmark = pytest.mark.e2e
+
+
+def test_tile_layer_tooltip_and_table(dashboard, browser_page):
+    page, _ = browser_page
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.goto(dashboard, wait_until="networkidle")
+    page.get_by_role("heading", name="cropcore").first.wait_for(timeout=60_000)
+    blocked = block_network(page)
+    open_page(page, "Crop map")
+    page.get_by_role("button", name="Run the crop map").click()
+    page.get_by_text(re.compile(r"^Crop map ready in")).wait_for(timeout=90_000)
+    settled_map(page)
+
+    page.get_by_text("Agricultural tiles (1.2 km)").click()
+    page.get_by_text("Agricultural tiles", exact=True).wait_for(timeout=90_000)  # the table's heading
+    page.get_by_text(re.compile("only 124 BigEarthNet patches")).wait_for()
+    frame = settled_map(page)
+    frame.locator(".leaflet-control-layers").get_by_text("Agricultural tiles (probability)").wait_for(timeout=30_000)
+    box = page.locator(MAP).bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    tooltip = frame.locator(".leaflet-tooltip")
+    tooltip.wait_for(timeout=10_000)
+    text = tooltip.inner_text()
+    assert "agricultural (probability)" in text and "top BigEarthNet labels" in text
+    page.screenshot(path=str(ARTIFACTS / "tiles_e2e.png"), full_page=True)
+    assert not blocked, blocked
