@@ -6,14 +6,14 @@ their own pixels (``numpy.pad`` ``symmetric``), so an AOI smaller than one tile 
 Each tile gets the binary classifier's probability of agriculture (default :data:`GATE_MODEL`) and the 19
 BigEarthNet label probabilities (:data:`LABEL_MODEL`).
 
-Input: one cloud-free 12-band reflectance image per AOI, the **median of the SCL-masked scenes of June to
-August** in the date range (every scene of the range if it has none in those months), made by the same
-loading (:func:`~cropcore.cube.load.load_cube`) and preprocessing (:func:`~cropcore.cube.preprocess.preprocess`,
-one composite bin) as the crop map. The classifiers learnt from single dates (BigEarthNet, June 2017 to May
-2018): a median of summer scenes is close to one clear summer date while ignoring the clouds and cloud
-shadows any one scene may hold, and summer is when fields and pastures look most unlike forest, water and
-towns. Reflectance is DN * scale + offset as each item states it (DN / 10000 for Level-2A before processing
-baseline 04.00, as BigEarthNet).
+Input: one cloud-free 12-band reflectance image per AOI, the **median of the scenes of June to August**
+(SCL-masked where they have SCL) in the date range (every scene of the range if it has none in those months),
+made by the same loading (:func:`~cropcore.cube.load.load_cube`) and preprocessing
+(:func:`~cropcore.cube.preprocess.preprocess`, one composite bin) as the crop map. The classifiers learnt from
+single dates (BigEarthNet, June 2017 to May 2018): a median of summer scenes is close to one clear summer date
+while ignoring the clouds and cloud shadows any one scene may hold, and summer is when fields and pastures look
+most unlike forest, water and towns. Reflectance is DN * scale + offset as each item states it (DN / 10000 for
+Level-2A before processing baseline 04.00, as BigEarthNet).
 
 Bands the scenes lack (the embedded catalog's WorldCereal composites have no B01, B8A, B09) are copied from
 the nearest band by centre wavelength that they have (B01 <- B02, B8A <- B08, B09 <- B8A or B08) and listed in
