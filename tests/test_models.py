@@ -57,6 +57,18 @@ def test_onednn_conv3d_matches_the_default_convolution_with_gradients(batch):
     assert all(type(m) is not torch.nn.Conv3d for m in build_model("agrunet", **SMALL).modules())
 
 
+def test_agrunet_traces_under_torch_compile():
+    """torch.compile traces with fake tensors, which the direct oneDNN call cannot take: the traced graph uses
+    the default convolution and gives the eager numbers."""
+    torch.manual_seed(0)
+    model = build_model("agrunet", **SMALL).eval()
+    x = torch.randn(1, 6, 4, 16, 16)
+    with torch.inference_mode():
+        eager = model(x)
+        compiled = torch.compile(model, backend="aot_eager", fullgraph=False)(x)
+    torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
+
+
 def test_deep_supervision_outputs_in_training_and_off_at_inference():
     model = build_model("agrunet", **SMALL)
     logits, aux = model.train()(torch.randn(2, 6, 4, 16, 16))

@@ -15,9 +15,12 @@ from torch import Tensor, nn
 
 
 def onednn_applies(x: Tensor, weight: Tensor) -> bool:
-    """Whether the direct oneDNN call is valid: float32 on a CPU with oneDNN enabled, outside autocast."""
+    """Whether the direct oneDNN call is valid: float32 on a CPU with oneDNN enabled, outside autocast, not
+    being traced by ``torch.compile`` (its fake tensors cannot enter oneDNN; the compiled graph picks its own
+    kernels)."""
     return (
-        x.device.type == "cpu"
+        not torch.compiler.is_compiling()
+        and x.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
         and torch.backends.mkldnn.is_available()
