@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import shapely
 from streamlit.testing.v1 import AppTest
+from test_ui_pages import FakeMap, messages
 
 from cropcore import pipeline, settings
 from cropcore.products.product import map_colors
@@ -24,22 +25,6 @@ from cropcore.ui.search import DEMO_AOI
 APP = settings.PROJECT_ROOT / "app.py"
 FIELDS = "pages/3_Fields.py"
 DEMO = (5.3189, 50.6286, 5.3334, 50.6378)
-
-
-class FakeMap:
-    """Stands in for ``st_folium``: records the maps it was given and returns a click (or nothing)."""
-
-    def __init__(self, click: dict[str, float] | None = None) -> None:
-        self.click = click
-        self.maps: list[Any] = []
-
-    def __call__(self, fig: Any, **kwargs: Any) -> dict[str, Any]:
-        self.maps.append(fig)
-        return {"last_clicked": self.click}
-
-
-def messages(elements) -> str:
-    return " | ".join(str(e.value) for e in elements)
 
 
 @pytest.fixture(scope="module")
