@@ -142,3 +142,10 @@ def open_page(page, label: str) -> None:
     page.get_by_role("heading", name=label, exact=True).first.wait_for(timeout=20_000)
 
 
+
+
+def run_crop_map(page) -> None:
+    """Open the Crop map page, press Run and wait for the run to finish."""
+    open_page(page, "Crop map")
+    page.get_by_role("button", name="Run the crop map").click()
+    page.get_by_text(re.compile(r"^Crop map ready in")).wait_for(timeout=90_000)

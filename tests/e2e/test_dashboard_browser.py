@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import rasterio
-from browser import ARTIFACTS, LOCAL, draw_rectangle_and_search, open_page, settled_map
+from browser import ARTIFACTS, LOCAL, draw_rectangle_and_search, open_page, run_crop_map, settled_map
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.e2e
@@ -30,9 +30,7 @@ def test_draw_search_map_analyse_and_download(dashboard, browser_page, tmp_path:
     page.goto(f"{dashboard}/Search", wait_until="networkidle")
     draw_rectangle_and_search(page)
 
-    open_page(page, "Crop map")
-    page.get_by_role("button", name="Run the crop map").click()
-    page.get_by_text(re.compile(r"^Crop map ready in")).wait_for(timeout=90_000)
+    run_crop_map(page)
     frame = settled_map(page)
     # True colour and crop map are on (cropland and confidence wait in the layer switcher), with the legend beside.
     frame.locator("img.leaflet-image-layer").nth(1).wait_for(timeout=30_000)

@@ -15,7 +15,7 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import shapely
-from browser import ARTIFACTS, LOCAL, MAP, draw_rectangle_and_search, open_page, settled_map
+from browser import ARTIFACTS, LOCAL, MAP, draw_rectangle_and_search, open_page, run_crop_map, settled_map
 
 pytestmark = pytest.mark.e2e
 
@@ -48,9 +48,7 @@ def test_upload_parcels_click_one_and_download(dashboard, browser_page, tmp_path
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.goto(f"{dashboard}/Search", wait_until="networkidle")
     draw_rectangle_and_search(page)
-    open_page(page, "Crop map")
-    page.get_by_role("button", name="Run the crop map").click()
-    page.get_by_text(re.compile(r"^Crop map ready in")).wait_for(timeout=90_000)
+    run_crop_map(page)
 
     open_page(page, "Fields")
     page.get_by_text("Upload a parcel file").wait_for(timeout=30_000)

@@ -15,6 +15,7 @@ from browser import (
     block_network,
     draw_rectangle_and_search,
     open_page,
+    run_crop_map,
     settled_map,
     zoom_100,
     zoom_200,
@@ -75,9 +76,7 @@ def test_maps_offline_swipe_month_slider_keyboard_and_zoom(dashboard, browser_pa
     page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Search", exact=True).click()
     draw_rectangle_and_search(page)
 
-    open_page(page, "Crop map")
-    page.get_by_role("button", name="Run the crop map").click()
-    page.get_by_text(re.compile(r"^Crop map ready in")).wait_for(timeout=90_000)
+    run_crop_map(page)
     frame = settled_map(page)
     frame.locator("img.leaflet-image-layer").nth(1).wait_for(timeout=30_000)
     frame.locator(".maplegend").get_by_text("winter cereals").wait_for()  # leafmap's legend on the map

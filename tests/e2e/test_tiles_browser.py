@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser import ARTIFACTS, MAP, block_network, open_page, settled_map
+from browser import ARTIFACTS, MAP, block_network, run_crop_map, settled_map
 
 pytestmark = pytest.mark.e2e
 
@@ -18,9 +18,7 @@ def test_tile_layer_tooltip_and_table(dashboard, browser_page):
     page.goto(dashboard, wait_until="networkidle")
     page.get_by_role("heading", name="cropcore").first.wait_for(timeout=60_000)
     blocked = block_network(page)
-    open_page(page, "Crop map")
-    page.get_by_role("button", name="Run the crop map").click()
-    page.get_by_text(re.compile(r"^Crop map ready in")).wait_for(timeout=90_000)
+    run_crop_map(page)
     settled_map(page)
 
     page.get_by_text("Agricultural tiles (1.2 km)").click()
