@@ -1,4 +1,5 @@
-"""Shared fixtures: the real embedded STAC API on loopback, started once per test session."""
+"""Shared fixtures: the real embedded STAC API on loopback, started once per test session; the container tests
+run last, their image build started at collection."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import containers
 import pytest
 
 from cropcore import settings
@@ -34,3 +36,19 @@ def stac_api() -> Iterator[str]:
 def demo_bbox() -> tuple[float, float, float, float]:
     """A bbox inside the WorldCereal demo patch (Belgium)."""
     return (5.322, 50.630, 5.330, 50.636)
+
+
+@pytest.hookimpl(trylast=True)  # after -m / -k have deselected
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The container tests last, and their image build started now, beside the rest of the suite."""
+    late = [item for item in items if item.get_closest_marker("container")]
+    if not late:
+        return
+    items[:] = [item for item in items if not item.get_closest_marker("container")] + late
+    if len(late) < len(items) and not config.option.collectonly:
+        TEST_HOME.mkdir(parents=True, exist_ok=True)
+        containers.start_early(TEST_HOME / "container-build.log")
+
+
+def pytest_sessionfinish() -> None:
+    containers.stop_early()

@@ -3,12 +3,8 @@ embedded STAC API and maps the demo area with the shipped model.
 
 Runs where a container tool is available: ``docker`` with a reachable daemon, else
 ``../shared/tools/container.sh`` (podman with host networking, root only) beside the repository; skipped
-otherwise. The image is built once per session. ``CROPCORE_CONTAINER_TEST``:
-
-- ``auto`` (default): only when the image ``cropcore:test`` exists already, so its dependency layers are cached
-  and the build redoes the code layer only (about a minute); a cold build takes far longer (README, Docker);
-- ``on``: always, building from nothing if need be;
-- ``off``: never.
+otherwise, and by ``CROPCORE_CONTAINER_TEST`` (``tests/containers.py``). The image is built once per session,
+started at collection beside the rest of the suite (``conftest.py``); these tests run last.
 
 The container gets free ports of its own, so the suite's STAC API and database are never touched, and it is
 removed at the end even when a test fails.
@@ -17,8 +13,6 @@ removed at the end even when a test fails.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -28,56 +22,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import containers
 import numpy as np
 import pytest
+from containers import Engine
 
 from cropcore import settings
 from cropcore.errors import DataDirError
 
 pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(3600)]
 
-ROOT = settings.PROJECT_ROOT
-CONTAINER_SH = ROOT.parent / "shared" / "tools" / "container.sh"
-TAG = "cropcore:test"
-BUILD_TIMEOUT = 3000.0
 START_TIMEOUT = 300.0
-COLD_BUILD = "about 23 min on 2 busy cores"  # measured, README (Docker)
-
-
-@dataclass(frozen=True)
-class Engine:
-    name: str
-    cli: list[str]  # prefix of a container command: run, exec, logs, rm ...
-    build: list[str]
-    host_network: bool
-
-
-def _mode() -> str:
-    mode = os.environ.get("CROPCORE_CONTAINER_TEST", "auto").strip().lower() or "auto"
-    if mode not in {"auto", "on", "off"}:
-        raise pytest.UsageError(f"CROPCORE_CONTAINER_TEST={mode!r}: use auto, on or off")
-    return mode
-
-
-def _engine() -> Engine | str:
-    """The container tool to use, or why there is none."""
-    if _mode() == "off":
-        return "CROPCORE_CONTAINER_TEST=off"
-    docker = shutil.which("docker")
-    if docker:
-        try:
-            ok = subprocess.run([docker, "info"], capture_output=True, timeout=20).returncode == 0
-        except subprocess.TimeoutExpired:
-            ok = False
-        if ok:
-            return Engine("docker", [docker], [docker, "build", "-t", TAG, str(ROOT)], host_network=False)
-    if not CONTAINER_SH.is_file():
-        return ("no container tool: docker has no reachable daemon here and ../shared/tools/container.sh "
-                "is not beside the repository")
-    if os.geteuid() != 0:
-        return "../shared/tools/container.sh (podman) runs as root only, and docker has no reachable daemon here"
-    return Engine("podman", ["bash", str(CONTAINER_SH), "podman"], ["bash", str(CONTAINER_SH), "build", str(ROOT), TAG],
-                  host_network=True)
 
 
 def _free_port() -> int:
@@ -95,36 +50,24 @@ def _run(cmd: list[str], timeout: float, check: bool = True) -> subprocess.Compl
 
 @pytest.fixture(scope="session")
 def engine() -> Engine:
-    found = _engine()
-    if isinstance(found, str):
-        pytest.skip(found)
-    if _mode() == "auto" and subprocess.run([*found.cli, "image", "inspect", TAG], capture_output=True,
-                                            timeout=120).returncode != 0:
-        pytest.skip(f"no image {TAG} yet, so no cached layers: a cold build takes {COLD_BUILD}; "
-                    "CROPCORE_CONTAINER_TEST=on builds it (README, Docker)")
+    found = containers.find_engine()
+    reason = containers.skip_reason(found)
+    if reason is not None or isinstance(found, str):
+        pytest.skip(reason)
     return found
 
 
 @pytest.fixture(scope="session")
 def image(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Build the image once per session (prints how long it took); the image it replaces is removed."""
-    log = tmp_path_factory.mktemp("container") / "build.log"
-    before = _image_id(engine)
-    t0 = time.monotonic()
-    with open(log, "w") as out:
-        proc = subprocess.run(engine.build, stdout=out, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT, cwd=ROOT)
-    text = log.read_text()
-    assert proc.returncode == 0, f"image build failed ({proc.returncode}):\n{text[-6000:]}"
-    print(f"\n{engine.name}: image {TAG} built in {time.monotonic() - t0:.0f} s")
-    if before and before != _image_id(engine):  # its code layer only: the cached layers belong to the new one too
-        subprocess.run([*engine.cli, "rmi", before], capture_output=True, timeout=300)
-    return TAG
-
-
-def _image_id(engine: Engine) -> str:
-    proc = subprocess.run([*engine.cli, "image", "inspect", "-f", "{{.Id}}", TAG], capture_output=True, text=True,
-                          timeout=120)
-    return proc.stdout.strip() if proc.returncode == 0 else ""
+    """The image, built once per session (or by the build conftest started at collection); prints how long."""
+    early = containers.early()
+    build = early or containers.Build(engine, tmp_path_factory.mktemp("container") / "build.log")
+    rc, seconds = build.wait()
+    assert rc == 0, f"image build failed ({rc}):\n{build.log.read_text()[-6000:]}"
+    print(f"\n{engine.name}: image {containers.TAG} built in {seconds:.0f} s"
+          f"{' (niced, beside the suite)' if early else ''}; in wheels/: "
+          f"{build.offered.name if build.offered else 'no torch wheel (torch from an index)'}")
+    return containers.TAG
 
 
 @dataclass(frozen=True)

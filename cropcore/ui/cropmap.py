@@ -111,12 +111,13 @@ def legend_entries(result: RunResult, palette: str = DEFAULT_PALETTE) -> dict[st
     return {html.escape(names[i]): colour for i, colour in by_id.items() if i in names}
 
 
-def result_map(result: RunResult, *, opacity: float = 0.75, step: int | None = None, collapsed: bool = False,
+def result_map(result: RunResult, *, opacity: float = 0.75, step: int | None = None,
                palette: str = DEFAULT_PALETTE, swipe: bool = False,
                extra: Sequence[folium.FeatureGroup] = ()) -> folium.Map:
     """A map of the run's area with switchable true-colour, crop-map, cropland and confidence overlays and
     leafmap's legend; ``swipe`` shows the true colour left of a divider and the crop map right of it; ``extra``
-    layers (the agricultural tiles) go on top."""
+    layers (the agricultural tiles) go on top. The layer switcher is folded into its icon (hover, or Enter on it,
+    opens it), so it does not hide the map."""
     geom = result.params.aoi.geometry
     left, right = (LEFT_PANE, RIGHT_PANE) if swipe else (None, None)
     layers = [image_layer(*true_colour_image(result, step), name=TRUE_COLOUR, pane=left),
@@ -128,7 +129,7 @@ def result_map(result: RunResult, *, opacity: float = 0.75, step: int | None = N
         layers.append(image_layer(*confidence_image(result), name="Confidence (probability of the class)",
                                   opacity=0.85, show=False))
     return base_map(geom.bounds, zoom=fit_zoom(geom.bounds, 600), draw=False,
-                    layers=[*layers, aoi_layer(mapping(geom)), *extra], collapsed=collapsed,
+                    layers=[*layers, aoi_layer(mapping(geom)), *extra], collapsed=True,
                     legend=legend_entries(result, palette), legend_title="Crop map",
                     swipe=(layers[0], layers[1]) if swipe else None)
 

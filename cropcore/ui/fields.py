@@ -191,7 +191,8 @@ def clicked_parcel(parcels: Parcels, point: tuple[float, float] | None) -> pd.Se
     if not len(hits):
         return None
     under = rows.iloc[hits]
-    return under.iloc[int(np.argmin(under.geometry.area.to_numpy()))]
+    # areas in square degrees: parcels under one point share its latitude, so their order is the order in m²
+    return under.iloc[int(np.argmin(shapely.area(under.geometry.to_numpy())))]
 
 
 def curve(result: RunResult, parcels: Parcels, point: tuple[float, float] | None,

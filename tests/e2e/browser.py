@@ -110,6 +110,14 @@ def settled_map(page):
     return page.frame_locator(MAP).last
 
 
+def open_switcher(frame):
+    """The map's folded layer switcher opened (the pointer over it, as a user hovers); its overlays' list."""
+    frame.locator(".leaflet-control-layers").hover()
+    overlays = frame.locator(".leaflet-control-layers-overlays")
+    overlays.wait_for()
+    return overlays
+
+
 def draw_rectangle_and_search(page) -> None:
     """Draw a rectangle around the centre of the Search map (over the demo area) and search."""
     iframe = page.locator(MAP)

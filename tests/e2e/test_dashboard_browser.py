@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import rasterio
-from browser import ARTIFACTS, LOCAL, draw_rectangle_and_search, open_page, run_crop_map, settled_map
+from browser import ARTIFACTS, LOCAL, draw_rectangle_and_search, open_page, open_switcher, run_crop_map, settled_map
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.e2e
@@ -54,14 +54,16 @@ def test_draw_search_map_analyse_and_download(dashboard, browser_page, tmp_path:
     page.screenshot(path=str(ARTIFACTS / "crop_map_uncertain_e2e.png"), full_page=True)
     frame = settled_map(page)  # the map as re-drawn for the new threshold
     frame.locator("img.leaflet-image-layer").nth(1).wait_for(timeout=30_000)
-    frame.locator(".leaflet-control-layers-overlays").get_by_text("Cropland").click()
+    # The layer switcher is folded into its icon; the pointer over it opens it.
+    expect(frame.locator(".leaflet-control-layers-overlays")).to_be_hidden()
+    switcher = open_switcher(frame)
+    switcher.get_by_text("Cropland").click()
     expect(frame.locator("img.leaflet-image-layer")).to_have_count(3)
     page.wait_for_timeout(500)
     page.screenshot(path=str(ARTIFACTS / "crop_map_cropland_e2e.png"), full_page=True)
-    frame.locator(".leaflet-control-layers-overlays").get_by_text("Cropland").click()
-    # The layer switcher: the crop map off shows the Sentinel-2 true colour beneath it.
+    switcher.get_by_text("Cropland").click()
+    # The crop map off shows the Sentinel-2 true colour beneath it.
     frame.locator("img.leaflet-image-layer").nth(1).wait_for(timeout=30_000)
-    switcher = frame.locator(".leaflet-control-layers-overlays")
     switcher.get_by_text("Crop map", exact=True).click()
     expect(frame.locator("img.leaflet-image-layer")).to_have_count(1)
     page.wait_for_timeout(500)

@@ -25,7 +25,8 @@ def test_tile_layer_tooltip_and_table(dashboard, browser_page):
     page.get_by_text("Agricultural tiles", exact=True).wait_for(timeout=90_000)  # the table's heading
     page.get_by_text(re.compile("only 124 BigEarthNet patches")).wait_for()
     frame = settled_map(page)
-    frame.locator(".leaflet-control-layers").get_by_text("Agricultural tiles (probability)").wait_for(timeout=30_000)
+    frame.locator(".leaflet-control-layers").get_by_text("Agricultural tiles (probability)").wait_for(
+        state="attached", timeout=30_000)
     box = page.locator(MAP).bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     tooltip = frame.locator(".leaflet-tooltip")
