@@ -107,6 +107,8 @@ def test_crop_map_of_the_demo_area_by_default(stac_api, monkeypatch):
     at.slider(key="widget.opacity").set_value(0.3).run()
     at.selectbox(key="widget.true_colour_step").select(f"{result.axis[6]:%b %Y}").run()
     assert len(calls) == 1 and not at.exception
+    # The run's status box stays (folded) on those reruns: the page below it does not move.
+    assert [s.label for s in at.get("status")] == [status.label]
     assert '"opacity": 0.3' in fake.maps[-1].get_root().render()
 
 

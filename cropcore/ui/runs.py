@@ -115,8 +115,9 @@ def execute(params: RunParams) -> RunResult | None:
         return None
     result, seconds, status = done
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
-    status.update(label=f"Crop map ready in {seconds:.1f} s ({timings}); {format_energy(result.energy)}",
-                  state="complete", expanded=False)
+    label = f"Crop map ready in {seconds:.1f} s ({timings}); {format_energy(result.energy)}"
+    status.update(label=label, state="complete", expanded=False)
+    st.session_state[state.RUN_SUMMARY] = (result, label)
     store = _store()
     with _STORE_LOCK:  # sessions run in threads of one server and share the store
         store[params_key(params)] = result
@@ -154,11 +155,21 @@ def model_selector() -> str:
 
 
 def run_button(params: RunParams, *, ready: bool) -> RunResult | None:
-    """The run button; returns the result for ``params`` (cached ones at once) and keeps it in the session."""
+    """The run button; returns the result for ``params`` (cached ones at once) and keeps it in the session.
+
+    Beneath it, always one element: the run's status box, kept (folded) on later reruns while that run is
+    shown, so the page below never shifts: the map stays put and a focused slider keeps the keyboard focus.
+    """
     result = cached(params)
-    if st.button("Run the crop map", type="primary", disabled=not ready and result is None,
-                 help=None if ready else "Needs a reachable catalog (see the sidebar)"):
-        result = result or execute(params)
+    clicked = st.button("Run the crop map", type="primary", disabled=not ready and result is None,
+                        help=None if ready else "Needs a reachable catalog (see the sidebar)")
+    with st.container():
+        if clicked and result is None:
+            result = execute(params)
+        else:
+            made, label = st.session_state.get(state.RUN_SUMMARY, (None, ""))
+            if made is not None and made is (result if clicked else state.get_run()):
+                st.status(label, state="complete", expanded=False)
     if result is not None:
         state.set_run(result)
     return result

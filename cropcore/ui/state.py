@@ -17,6 +17,7 @@ SEARCH_PARAMS = "cropcore.search_params"  # the parameters that produced SEARCH
 LAST_DRAWN = "cropcore.last_drawn"  # last drawing seen on the map (to tell a new drawing from a rerun)
 LAST_UPLOAD = "cropcore.last_upload"  # last uploaded AOI seen (same purpose)
 RUN = "cropcore.run"  # RunResult of the last crop-map run (Crop map, Analysis, Export pages)
+RUN_SUMMARY = "cropcore.run_summary"  # (RunResult, "Crop map ready in ...") of the last run made here
 MIN_CONFIDENCE = "cropcore.min_confidence"  # {checkpoint name: minimum confidence chosen on the Crop map page}
 OWN_MODEL = "cropcore.own_model"  # OwnModel of the last training on the Train page
 CLICKED = "cropcore.clicked"  # (lat, lon) last clicked on the Analysis map

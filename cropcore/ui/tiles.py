@@ -39,7 +39,9 @@ def tiles_layer(scores: TileScores) -> folium.FeatureGroup:
         style_function=lambda f: {"color": "#263238", "weight": 1.5, "fillOpacity": 0.3,
                                   "fillColor": COLOURS(f["properties"]["agri"])},
         tooltip=folium.GeoJsonTooltip(["tile", "agri", "top_labels"],
-                                      aliases=["tile", "agricultural (probability)", "top BigEarthNet labels"]),
+                                      aliases=["tile", "agricultural (probability)", "top BigEarthNet labels"],
+                                      style="white-space: normal; width: 21em",  # the labels wrap
+                                      direction="top"),  # centred above the pointer: "right" ran off the map
     ).add_to(group)
     return group
 

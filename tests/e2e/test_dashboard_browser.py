@@ -49,6 +49,7 @@ def test_draw_search_map_analyse_and_download(dashboard, browser_page, tmp_path:
     for _ in range(10):
         page.keyboard.press("ArrowRight")
     page.get_by_text(re.compile(r"Uncertain: confidence below 0\.60")).wait_for(timeout=30_000)
+    expect(slider).to_be_focused()  # the reruns left the page above it as it was
     page.wait_for_load_state("networkidle")
     page.wait_for_timeout(1500)
     page.screenshot(path=str(ARTIFACTS / "crop_map_uncertain_e2e.png"), full_page=True)
