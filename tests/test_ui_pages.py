@@ -103,6 +103,12 @@ def test_crop_map_of_the_demo_area_by_default(stac_api, monkeypatch):
     # Same parameters again: instant, the pipeline does not run a second time.
     at = run_button(at).click().run()
     assert len(calls) == 1 and at.session_state["cropcore.run"] is result
+    assert [s.label for s in at.get("status")] == [status.label]
+    # Another session with the same parameters gets the same run at once, and is told so.
+    other = run_button(page(CROP_MAP, monkeypatch, fake)).click().run()
+    assert len(calls) == 1 and other.session_state["cropcore.run"] is result
+    assert [s.label for s in other.get("status")] == [
+        "Crop map ready at once: these settings were run before on this server"]
     # The opacity slider and the true-colour month change the map, not the run.
     at.slider(key="widget.opacity").set_value(0.3).run()
     at.selectbox(key="widget.true_colour_step").select(f"{result.axis[6]:%b %Y}").run()

@@ -168,6 +168,9 @@ def run_button(params: RunParams, *, ready: bool) -> RunResult | None:
             result = execute(params)
         else:
             made, label = st.session_state.get(state.RUN_SUMMARY, (None, ""))
+            if clicked and made is not result:
+                made, label = result, "Crop map ready at once: these settings were run before on this server"
+                st.session_state[state.RUN_SUMMARY] = (made, label)
             if made is not None and made is (result if clicked else state.get_run()):
                 st.status(label, state="complete", expanded=False)
     if result is not None:
