@@ -13,6 +13,7 @@ rest of the suite, and runs the container tests last; the ``image`` fixture wait
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import shutil
@@ -49,6 +50,7 @@ def mode() -> str:
     return value
 
 
+@functools.cache  # the conftest and the tests ask; docker info takes a while
 def find_engine() -> Engine | str:
     """The container tool to use, or why there is none."""
     if mode() == "off":

@@ -164,15 +164,23 @@ def run_button(params: RunParams, *, ready: bool) -> RunResult | None:
     clicked = st.button("Run the crop map", type="primary", disabled=not ready and result is None,
                         help=None if ready else "Needs a reachable catalog (see the sidebar)")
     with st.container():
-        if clicked and result is None:
+        made_now = clicked and result is None
+        if made_now:
             result = execute(params)
-        else:
-            made, label = st.session_state.get(state.RUN_SUMMARY, (None, ""))
-            if clicked and made is not result:
-                made, label = result, "Crop map ready at once: these settings were run before on this server"
-                st.session_state[state.RUN_SUMMARY] = (made, label)
-            if made is not None and made is (result if clicked else state.get_run()):
-                st.status(label, state="complete", expanded=False)
-    if result is not None:
-        state.set_run(result)
+        if result is not None:
+            state.set_run(result)
+        if not made_now:
+            _folded_status(clicked)
     return result
+
+
+def _folded_status(clicked: bool) -> None:
+    """The status box of the run shown, folded: its timings when this session made it, or, when Run found it
+    made already on this server, that it was ready at once."""
+    shown = state.get_run()
+    made, label = st.session_state.get(state.RUN_SUMMARY, (None, ""))
+    if clicked and made is not shown:
+        made, label = shown, "Crop map ready at once: these settings were run before on this server"
+        st.session_state[state.RUN_SUMMARY] = (made, label)
+    if made is not None and made is shown:
+        st.status(label, state="complete", expanded=False)

@@ -87,6 +87,14 @@ def block_network(page) -> list[str]:
     return blocked
 
 
+def open_offline(page, dashboard: str) -> list[str]:
+    """The dashboard's home page loaded, then the network to anything but 127.0.0.1 blocked; the blocked URLs."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.goto(dashboard, wait_until="networkidle")
+    page.get_by_role("heading", name="cropcore").first.wait_for(timeout=60_000)
+    return block_network(page)
+
+
 def zoom_200(page) -> None:
     """Lay ``page`` out as Chromium does at 200 % zoom: half the CSS pixels, two device pixels each."""
     size = page.viewport_size

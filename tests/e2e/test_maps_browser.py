@@ -12,8 +12,8 @@ from browser import (
     ARTIFACTS,
     LOCAL,
     MAP,
-    block_network,
     draw_rectangle_and_search,
+    open_offline,
     open_page,
     run_crop_map,
     settled_map,
@@ -66,10 +66,7 @@ def check_legend_fits(page, frame) -> None:
 
 def test_maps_offline_swipe_month_slider_keyboard_and_zoom(dashboard, browser_page):
     page, seen = browser_page
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.goto(dashboard, wait_until="networkidle")
-    page.get_by_role("heading", name="cropcore").first.wait_for(timeout=60_000)
-    blocked = block_network(page)
+    blocked = open_offline(page, dashboard)
     assert page.evaluate("fetch('https://example.com/').then(() => 'reached', () => 'blocked')") == "blocked"
     assert blocked == ["https://example.com/"]
     blocked.clear()

@@ -7,17 +7,14 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser import ARTIFACTS, MAP, block_network, run_crop_map, settled_map
+from browser import ARTIFACTS, MAP, open_offline, run_crop_map, settled_map
 
 pytestmark = pytest.mark.e2e
 
 
 def test_tile_layer_tooltip_and_table(dashboard, browser_page):
     page, _ = browser_page
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.goto(dashboard, wait_until="networkidle")
-    page.get_by_role("heading", name="cropcore").first.wait_for(timeout=60_000)
-    blocked = block_network(page)
+    blocked = open_offline(page, dashboard)
     run_crop_map(page)
     settled_map(page)
 
